@@ -1,0 +1,41 @@
+"""python -m prcl_worker --connect ENDPOINT: serve ops to the driver bound at ENDPOINT."""
+
+import argparse
+import os
+import sys
+
+
+def _die_with_parent():
+    """Linux: have the kernel send SIGTERM when the driver dies, so no orphan is left."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="prcl-worker", description=__doc__)
+    p.add_argument("--connect", required=True, help="driver endpoint, e.g. ipc:///tmp/prcl-1.sock or tcp://host:5555")
+    p.add_argument("--instance", help="instance id (default: a new UUID)")
+    p.add_argument("--parent-pid", type=int, help="exit when this process (the driver) is gone")
+    p.add_argument("--schemas", help="directory of the generated JSON Schemas")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--heartbeat-ms", type=int, default=1000)
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    if args.parent_pid:
+        _die_with_parent()
+        if os.getppid() != args.parent_pid:
+            sys.exit(0)  # the driver died before we got here
+    from .server import Server
+    Server(args.connect, instance=args.instance, schemas_dir=args.schemas, device=args.device,
+           heartbeat_ms=args.heartbeat_ms, parent_pid=args.parent_pid, quiet=args.quiet).run()
+
+
+if __name__ == "__main__":
+    main()

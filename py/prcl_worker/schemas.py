@@ -1,0 +1,66 @@
+"""The generated JSON Schemas (schemas/*.json, written by `prcl schemas`) as compiled validators.
+
+fastjsonschema compiles a schema to Python code: ~3.5 us per header check against ~50 us for
+jsonschema's Draft7Validator (2-core box), which matters for a round trip near 100 us.
+"""
+
+import hashlib
+import json
+import os
+
+import fastjsonschema
+
+from .errors import InvalidArgument, BadMessage
+
+DEFAULT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas")
+
+
+def _path(exc):
+    # fastjsonschema names the value "data.a[0].b"; report it relative to the validated object.
+    name = exc.name or "data"
+    return name[len("data"):].lstrip(".") or "/"
+
+
+class Validator:
+    def __init__(self, schema, error_cls, prefix=""):
+        self._check = fastjsonschema.compile(schema)
+        self._error_cls = error_cls
+        self._prefix = prefix
+
+    def __call__(self, value):
+        try:
+            self._check(value)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            path = _path(exc)
+            full = f"{self._prefix}.{path}" if self._prefix and path != "/" else (self._prefix or path)
+            message = exc.message.replace(exc.name or "data", full, 1) if exc.name else exc.message
+            raise self._error_cls(message, full) from None
+
+
+class Schemas:
+    """Validators for the envelope and for every op's arguments and results."""
+
+    def __init__(self, directory=None):
+        self.directory = os.path.abspath(directory or DEFAULT_DIR)
+        texts = {}
+        try:
+            for name in sorted(os.listdir(self.directory)):
+                if name.endswith(".json"):
+                    with open(os.path.join(self.directory, name), "rb") as f:
+                        texts[name] = f.read()
+        except OSError as exc:
+            raise RuntimeError(f"cannot read the schema directory {self.directory}: {exc}") from exc
+        for required in ("request.json", "cancel.json", "ops.json"):
+            if required not in texts:
+                raise RuntimeError(f"{os.path.join(self.directory, required)} is missing; run `prcl schemas`")
+        h = hashlib.sha256()
+        for name in sorted(texts):
+            h.update(f"{name}\n".encode())
+            h.update(texts[name])
+        self.hash = h.hexdigest()[:16]
+        docs = {name: json.loads(text) for name, text in texts.items()}
+        self.request = Validator(docs["request.json"], BadMessage)
+        self.cancel = Validator(docs["cancel.json"], BadMessage)
+        self.ops = docs["ops.json"]["ops"]
+        self.args = {op: Validator(spec["args"], InvalidArgument, "body") for op, spec in self.ops.items()}
+        self.results = {op: Validator(spec["result"], InvalidArgument, "result") for op, spec in self.ops.items()}

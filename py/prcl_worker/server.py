@@ -1,0 +1,306 @@
+"""The worker's main loop: receive a request, check it, run its op, answer. One op at a time.
+
+Every malformed message is answered with an error naming the problem (or, when it is not even
+a request, dropped with a log line); the loop itself never dies on input.
+"""
+
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+import uuid
+
+import msgpack
+import numpy as np
+import torch
+import zmq
+
+from . import PROTOCOL_VERSION, __version__
+from .codec import decode_tensors, encode_tensors
+from .control import Control
+from .errors import (BadMessage, Cancelled, DeadlineExceeded, InvalidArgument, StaleInstance, UnknownOp,
+                     WireError, error_body)
+from .ops import REGISTRY
+from .schemas import Schemas
+
+MAX_HEADER_BYTES = 1 << 20
+UINT32_MAX = 0xFFFFFFFF
+
+
+class Shutdown(BaseException):
+    """Raised from the SIGTERM/SIGINT handler to unwind the main loop."""
+
+
+def _pack_default(value):
+    # msgpack cannot pack numpy or torch scalars.
+    if isinstance(value, (np.generic, torch.Tensor)) and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    raise TypeError(f"cannot send a {type(value).__name__} in a message body")
+
+
+def pack(obj):
+    return msgpack.packb(obj, default=_pack_default, use_bin_type=True)
+
+
+def _resolve_device(name):
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"prcl-worker: device {name} requested but torch {torch.__version__} sees no CUDA device")
+    return name
+
+
+def _rss_mb():
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class Context:
+    """What an op sees of the server."""
+
+    def __init__(self, server):
+        self._server = server
+
+    @property
+    def hello(self):
+        return self._server.hello
+
+    @property
+    def device(self):
+        return self._server.device
+
+    def cancelled(self):
+        busy = self._server.busy
+        return busy is not None and busy[1] in self._server.cancelled_ids
+
+    def stats(self):
+        return self._server.stats()
+
+    def request_shutdown(self):
+        self._server.stopping = True
+
+
+class Server:
+    def __init__(self, endpoint, instance=None, schemas_dir=None, device="auto", heartbeat_ms=1000,
+                 parent_pid=None, quiet=False):
+        self.endpoint = endpoint
+        self.instance = instance or uuid.uuid4().hex
+        self.quiet = quiet
+        self.schemas = Schemas(schemas_dir)
+        self._check_registry()
+        self.device = _resolve_device(device)
+        self.heartbeat_ms = heartbeat_ms
+        self.counters = {"received": 0, "replied": 0, "errors": 0, "dropped": 0}
+        self.by_error = {}
+        self.busy = None  # (op, id, epoch ms, monotonic) while an op runs; read by the control thread
+        self.cancelled_ids = set()
+        self.stopping = False
+        self.started = time.monotonic()
+        self.hello = self._hello()
+        self.ctx = Context(self)
+
+        self.zctx = zmq.Context()
+        self.sock = self.zctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        # Queue only to completed connections, so nothing meant for a gone driver reaches the next.
+        self.sock.setsockopt(zmq.IMMEDIATE, 1)
+        self.sock.setsockopt(zmq.ROUTING_ID, self.instance.encode())
+        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self.sock.connect(endpoint)
+        self.control = Control(self, self.zctx, endpoint, heartbeat_ms, parent_pid)
+
+    def _check_registry(self):
+        served, declared = set(REGISTRY), set(self.schemas.ops)
+        if served != declared:
+            raise SystemExit(
+                "prcl-worker: the op registry and schemas/ops.json disagree "
+                f"(served only: {sorted(served - declared)}, declared only: {sorted(declared - served)}); "
+                "run `prcl schemas` after changing ops")
+
+    def _hello(self):
+        cuda = torch.version.cuda if torch.cuda.is_available() else None
+        if self.device.startswith("cuda"):
+            device_name = torch.cuda.get_device_name(torch.device(self.device))
+        else:
+            device_name = f"{platform.processor() or platform.machine()} ({os.cpu_count()} cpus, {torch.get_num_threads()} torch threads)"
+        return {
+            "v": PROTOCOL_VERSION, "kind": "hello", "protocol": PROTOCOL_VERSION, "instance": self.instance,
+            "worker_version": __version__, "pid": os.getpid(), "host": socket.gethostname(),
+            "python": platform.python_version(), "executable": sys.executable,
+            "torch": torch.__version__, "cuda": cuda, "device": self.device, "device_name": device_name,
+            "numpy": np.__version__, "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
+            "heartbeat_ms": self.heartbeat_ms, "schema_hash": self.schemas.hash, "ops": self.schemas.ops,
+        }
+
+    def log(self, message):
+        if not self.quiet:
+            sys.stderr.write(f"[prcl-worker {os.getpid()}] {message}\n")
+            sys.stderr.flush()
+
+    def stats(self):
+        cuda_mb = torch.cuda.memory_allocated() / 2**20 if self.device.startswith("cuda") else None
+        return {**self.counters, "by_error": dict(self.by_error), "uptime_s": time.monotonic() - self.started,
+                "rss_mb": _rss_mb(), "device": self.device, "cuda_allocated_mb": cuda_mb}
+
+    def cancel(self, request_id):
+        self.cancelled_ids.add(request_id)
+        if len(self.cancelled_ids) > 10000:  # ids of requests that never came; keep the set bounded
+            self.cancelled_ids.clear()
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _send(self, parts, what):
+        try:
+            self.sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.Again:
+            self.log(f"no driver connected; {what} dropped")
+            return False
+
+    def _send_error(self, request_id, op, exc):
+        body = error_body(exc)
+        self.counters["errors"] += 1
+        self.by_error[body["type"]] = self.by_error.get(body["type"], 0) + 1
+        header = {"v": PROTOCOL_VERSION, "kind": "err", "id": request_id, "instance": self.instance, "error": body}
+        if op is not None:
+            header["op"] = op
+        if request_id is None:
+            self.log(f"unreadable message answered with {body['type']}: {body['message']}")
+        self._send([pack(header)], f"error reply to request {request_id}")
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def handle(self, frames):
+        """Answer one message. Never raises on bad input."""
+        self.counters["received"] += 1
+        received = time.monotonic()
+        request_id, op = None, None
+        try:
+            header = self._read_header(frames[0])
+            if isinstance(header, dict):
+                rid = header.get("id")
+                if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid <= UINT32_MAX:
+                    request_id = rid
+                if isinstance(header.get("op"), str):
+                    op = header["op"][:64]
+                kind = header.get("kind")
+                if kind == "cancel":
+                    self.schemas.cancel(header)
+                    self.cancel(header["id"])
+                    return
+                if kind != "req" and isinstance(kind, str):
+                    self.counters["dropped"] += 1
+                    self.log(f"ignored a message of unknown kind {kind[:32]!r}")
+                    return
+            self._serve(header, frames, received)
+        except Shutdown:
+            raise
+        except WireError as exc:
+            self._send_error(request_id, op, exc)
+        except Exception as exc:  # noqa: BLE001 - an op's failure becomes the request's error
+            self._send_error(request_id, op, exc)
+        finally:
+            self.busy = None
+
+    def _read_header(self, frame):
+        buf = frame.buffer if hasattr(frame, "buffer") else frame
+        if len(buf) > MAX_HEADER_BYTES:
+            raise BadMessage(f"header of {len(buf)} bytes exceeds {MAX_HEADER_BYTES}")
+        try:
+            return msgpack.unpackb(buf, raw=False, strict_map_key=False)
+        except Exception as exc:  # noqa: BLE001 - any undecodable header is the sender's error
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise BadMessage(f"header is not valid msgpack ({detail})") from None
+
+    def _serve(self, header, frames, received):
+        if not isinstance(header, dict):
+            raise BadMessage(f"header must be a map, got {type(header).__name__}")
+        if header.get("v") != PROTOCOL_VERSION and isinstance(header.get("v"), int):
+            raise BadMessage(f"protocol v{header.get('v')} is not spoken here (v{PROTOCOL_VERSION})", "v")
+        self.schemas.request(header)
+        rid, name = header["id"], header["op"]
+        if header["instance"] != self.instance:
+            raise StaleInstance(f"request for instance {header['instance']} reached instance {self.instance}",
+                                "instance")
+        op = REGISTRY.get(name)
+        if op is None:
+            raise UnknownOp(f"unknown op '{name}'; this worker serves {', '.join(sorted(REGISTRY))}", "op")
+        if op.tensors == "none" and (header["tensors"] or len(frames) > 1):
+            raise InvalidArgument(f"op '{name}' takes no tensors, got {max(len(header['tensors']), len(frames) - 1)}",
+                                  "tensors")
+        deadline = header.get("deadline_ms")
+        if deadline is not None and deadline <= 0:
+            raise DeadlineExceeded(f"request {rid} arrived {-deadline:.0f} ms past its deadline", "deadline_ms")
+        if rid in self.cancelled_ids:
+            self.cancelled_ids.discard(rid)
+            raise Cancelled(f"request {rid} was cancelled before it started")
+        self.schemas.args[name](header["body"])
+        tensors = decode_tensors(header["tensors"], frames)
+
+        started = time.monotonic()
+        self.busy = (name, rid, time.time() * 1000.0, started)
+        result = op.fn(self.ctx, header["body"], tensors)
+        self.busy = None
+        self.cancelled_ids.discard(rid)
+        body, out = result if isinstance(result, tuple) else (result, {})
+        self.schemas.results[name](body)
+        meta, out_frames = encode_tensors(out)
+        done = time.monotonic()
+        reply = {"v": PROTOCOL_VERSION, "kind": "rep", "id": rid, "op": name, "instance": self.instance,
+                 "body": body, "tensors": meta,
+                 "timing": {"queued_ms": (started - received) * 1000.0, "run_ms": (done - started) * 1000.0}}
+        if self._send([pack(reply), *out_frames], f"reply to request {rid}"):
+            self.counters["replied"] += 1
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _on_monitor(self):
+        from zmq.utils.monitor import recv_monitor_message
+        event = recv_monitor_message(self.monitor)
+        if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            # A driver (new or returning) is connected: introduce ourselves.
+            self._send([pack(self.hello)], "hello")
+
+    def run(self):
+        def on_signal(signum, frame):
+            raise Shutdown(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.control.start()
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
+        self.log(f"instance {self.instance} on {self.device}, connecting to {self.endpoint}")
+        reason = "shutdown op"
+        try:
+            while not self.stopping:
+                events = dict(poller.poll(250))
+                if self.monitor in events:
+                    self._on_monitor()
+                if self.sock in events:
+                    # Drain what is queued before polling again.
+                    while not self.stopping:
+                        try:
+                            frames = self.sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        self.handle(frames)
+        except Shutdown as exc:
+            reason = str(exc)
+        finally:
+            self.control.stop()
+            self.control.join(timeout=2)
+            self.sock.disable_monitor()
+            self.monitor.close(linger=0)
+            self.sock.close(linger=0)
+            self.zctx.term()
+            self.log(f"exiting ({reason})")

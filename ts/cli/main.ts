@@ -1,0 +1,63 @@
+// Entry point of the `prcl` command line.
+import { parseArgs } from 'node:util'
+import { schemaDrift, writeSchemas } from './schemas.ts'
+
+const USAGE = `usage: prcl <command> [options]
+
+commands:
+  doctor [--json]        find Python, start a worker, print what it says
+  schemas [--check]      write schemas/*.json from the TypeScript types (--check: fail on drift)
+  repl                   TypeScript REPL with a connected worker in scope
+  bench wire [--json]    wire round-trip and throughput benchmark
+  pytest [args]          run the Python tests with the worker's interpreter
+`
+
+export class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  switch (command) {
+    case 'schemas': {
+      const { values } = parseArgs({ args: rest, options: { check: { type: 'boolean' } }, strict: true })
+      if (values.check) {
+        const drift = schemaDrift()
+        if (drift.length > 0) {
+          console.error(`schemas/ is out of date with the types in ts/: ${drift.join(', ')}\nrun: npx prcl schemas`)
+          return 1
+        }
+        console.log('schemas/ matches the types')
+        return 0
+      }
+      console.log(`wrote ${writeSchemas().map((f) => `schemas/${f}`).join(', ')}`)
+      return 0
+    }
+    case 'doctor':
+      return (await import('./doctor.ts')).doctor(rest)
+    case 'repl':
+      return (await import('./repl.ts')).repl(rest)
+    case 'bench':
+      return (await import('./bench.ts')).bench(rest)
+    case 'pytest':
+      return (await import('./pytest.ts')).pytest(rest)
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      console.log(USAGE)
+      return command === undefined ? 1 : 0
+    default:
+      throw new UsageError(`unknown command '${command}'`)
+  }
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2))
+} catch (e) {
+  if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    console.error(`prcl: ${(e as Error).message}\n\n${USAGE}`)
+    process.exitCode = 2
+  } else {
+    console.error(e)
+    process.exitCode = 1
+  }
+}
