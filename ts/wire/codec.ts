@@ -9,7 +9,8 @@ import { numel, tensorBytes, tensorFromBytes, type Tensor, type Tensors } from '
 // Records are a msgpackr-only extension that Python cannot read; int64 'auto' keeps safe
 // integers as numbers so results stay JSON-serialisable.
 const packr = new Packr({ useRecords: false })
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'auto' })
+// ('auto' is implemented by msgpackr 2.1 but missing from its type declarations.)
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'auto' as 'number' })
 
 export function packHeader(header: object): Buffer {
   // The packer reuses its output buffer; zeromq sends frames over 128 B without copying, so
@@ -24,6 +25,12 @@ export function unpackHeader(frame: Uint8Array): unknown {
 /** Frames for a header plus named tensors. Tensor bytes are not copied: do not mutate them
  *  until the request settles. */
 export function encode(header: Record<string, unknown>, tensors: Tensors = {}): Buffer[] {
+  const { meta, frames } = encodeTensors(tensors)
+  return [packHeader({ ...header, tensors: meta }), ...frames]
+}
+
+/** Header entries and frames (frame 1 onwards) for named tensors; sizes are checked here. */
+export function encodeTensors(tensors: Tensors): { meta: TensorMeta[]; frames: Buffer[] } {
   const frames: Buffer[] = []
   const meta: TensorMeta[] = []
   for (const [name, t] of Object.entries(tensors)) {
@@ -31,7 +38,7 @@ export function encode(header: Record<string, unknown>, tensors: Tensors = {}): 
     frames.push(tensorBytes(t))
     meta.push({ name, dtype: t.dtype, shape: t.shape, frame: frames.length, nbytes: frames[frames.length - 1]!.byteLength })
   }
-  return [packHeader({ ...header, tensors: meta }), ...frames]
+  return { meta, frames }
 }
 
 function checkTensor(name: string, t: Tensor): void {

@@ -1,0 +1,338 @@
+// The driver's end of the wire: a bound ROUTER, request ids, deadlines, credits, heartbeats.
+// One Connection talks to one worker (its main DEALER and its control DEALER).
+import { EventEmitter } from 'node:events'
+import { Router } from 'zeromq'
+import { decode, encodeTensors, packHeader, unpackHeader } from './codec.ts'
+import { PROTOCOL_VERSION, UINT32_MAX, type Heartbeat, type Hello } from './envelope.ts'
+import { ClosedError, DeadlineError, ProtocolError, WorkerDiedError, WorkerError } from './errors.ts'
+import type { Tensors } from './tensor.ts'
+
+export interface ConnectionOptions {
+  /** Requests in flight at once (K); more wait in the driver, not in a socket queue. */
+  maxInFlight?: number
+  /** Deadline of a call that names none. */
+  defaultTimeoutMs?: number
+  /** Beats missed before the worker counts as lost. */
+  heartbeatMisses?: number
+}
+
+export interface CallOptions {
+  tensors?: Tensors
+  timeoutMs?: number
+}
+
+export interface CallResult<B = unknown> {
+  id: number
+  body: B
+  tensors: Tensors
+  timing?: { queued_ms: number; run_ms: number }
+}
+
+interface Pending {
+  id: number
+  op: string
+  header: Record<string, unknown>
+  frames: Buffer[] // tensor frames
+  sent: boolean
+  deadline: number
+  timer: NodeJS.Timeout
+  settled: boolean
+  resolve: (r: CallResult) => void
+  reject: (e: Error) => void
+}
+
+interface Peer {
+  identity: Buffer
+  control: Buffer
+  hello: Hello
+  lastBeat: number
+  beat: Heartbeat | null
+}
+
+export class Connection extends EventEmitter {
+  readonly endpoint: string
+  private readonly router: Router
+  private readonly maxInFlight: number
+  private readonly defaultTimeoutMs: number
+  private readonly heartbeatMisses: number
+  private peer: Peer | null = null
+  private readonly pending = new Map<number, Pending>()
+  private readonly queue: Pending[] = []
+  private inFlight = 0
+  private nextId = Math.floor(Math.random() * UINT32_MAX)
+  private sendChain: Promise<unknown> = Promise.resolve()
+  private watchdog: NodeJS.Timeout | null = null
+  private closed = false
+
+  private constructor(router: Router, endpoint: string, opts: ConnectionOptions) {
+    super()
+    this.router = router
+    this.endpoint = endpoint
+    this.maxInFlight = opts.maxInFlight ?? 2
+    this.defaultTimeoutMs = opts.defaultTimeoutMs ?? 120_000
+    this.heartbeatMisses = opts.heartbeatMisses ?? 3
+    if (!(this.maxInFlight >= 1)) throw new RangeError(`maxInFlight must be >= 1, got ${opts.maxInFlight}`)
+  }
+
+  /** Bind a ROUTER at `endpoint` (ipc://path, tcp://host:port, tcp://127.0.0.1:* for any port). */
+  static async open(endpoint: string, opts: ConnectionOptions = {}): Promise<Connection> {
+    // linger 0: never hold Node's exit for queued messages. mandatory: a message to a peer that
+    // is not connected fails instead of vanishing. A small HWM: credits bound the queue anyway.
+    const router = new Router({ linger: 0, mandatory: true, sendHighWaterMark: 64, receiveHighWaterMark: 0 })
+    await router.bind(endpoint)
+    const conn = new Connection(router, router.lastEndpoint ?? endpoint, opts)
+    void conn.receiveLoop()
+    router.events.on('disconnect', () => conn.emit('disconnect'))
+    return conn
+  }
+
+  get hello(): Hello | null {
+    return this.peer?.hello ?? null
+  }
+
+  get lastHeartbeat(): Heartbeat | null {
+    return this.peer?.beat ?? null
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight
+  }
+
+  /** Resolves with the next hello (or the current one, if a worker is already connected). */
+  waitForHello(timeoutMs: number, current = true): Promise<Hello> {
+    if (current && this.peer) return Promise.resolve(this.peer.hello)
+    return new Promise((resolve, reject) => {
+      const onHello = (h: Hello) => { cleanup(); resolve(h) }
+      const onClose = () => { cleanup(); reject(new ClosedError('connection closed while waiting for the worker')) }
+      const timer = setTimeout(() => {
+        cleanup()
+        reject(new WorkerDiedError(`no worker said hello on ${this.endpoint} within ${timeoutMs} ms`))
+      }, timeoutMs)
+      const cleanup = () => { clearTimeout(timer); this.off('hello', onHello); this.off('closed', onClose) }
+      this.on('hello', onHello)
+      this.on('closed', onClose)
+    })
+  }
+
+  call<B = unknown>(op: string, body: object = {}, opts: CallOptions = {}): Promise<CallResult<B>> {
+    if (this.closed) return Promise.reject(new ClosedError(`call '${op}' on a closed connection`))
+    if (!this.peer) return Promise.reject(new WorkerDiedError(`call '${op}': no worker is connected to ${this.endpoint}`))
+    const id = this.nextId
+    this.nextId = (this.nextId + 1) % (UINT32_MAX + 1)
+    const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs
+    // Encoding checks tensor sizes, so a bad tensor throws here, synchronously, with its name.
+    const { meta, frames } = encodeTensors(opts.tensors ?? {})
+    const header = { v: PROTOCOL_VERSION, kind: 'req', id, op, instance: this.peer.hello.instance, body, tensors: meta }
+    return new Promise<CallResult<B>>((resolve, reject) => {
+      const p: Pending = {
+        id, op, header, frames, sent: false, deadline: Date.now() + timeoutMs, settled: false,
+        resolve: resolve as (r: CallResult) => void, reject,
+        timer: setTimeout(() => this.onDeadline(p), timeoutMs),
+      }
+      this.pending.set(id, p)
+      this.queue.push(p)
+      this.pump()
+    })
+  }
+
+  /** Send frames as they are, for diagnostics and fuzzing; the worker's answers come as events. */
+  async sendRaw(frames: Buffer[]): Promise<void> {
+    if (!this.peer) throw new WorkerDiedError('no worker is connected')
+    const identity = this.peer.identity
+    await this.enqueueSend(() => this.router.send([identity, ...frames]))
+  }
+
+  /** Fail every queued and in-flight request (the worker died or was replaced). */
+  failAll(error: Error): void {
+    for (const p of [...this.pending.values()]) this.settle(p, error)
+    this.queue.length = 0
+    this.inFlight = 0
+  }
+
+  /** Forget the connected worker: calls fail until the next hello. */
+  dropPeer(error: Error): void {
+    this.failAll(error)
+    this.peer = null
+    this.stopWatchdog()
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    this.stopWatchdog()
+    this.failAll(new ClosedError('connection closed'))
+    this.router.close()
+    this.emit('closed')
+  }
+
+  // -- sending ------------------------------------------------------------------------------
+
+  private enqueueSend(fn: () => Promise<void>): Promise<void> {
+    // zeromq.js allows one send at a time per socket (a second concurrent one rejects EBUSY).
+    const next = this.sendChain.then(fn, fn)
+    this.sendChain = next.catch(() => undefined)
+    return next
+  }
+
+  private pump(): void {
+    while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
+      const p = this.queue.shift()!
+      if (p.settled) continue
+      this.inFlight++
+      const peer = this.peer
+      if (!peer) { this.settle(p, new WorkerDiedError(`call '${p.op}': the worker is gone`)); continue }
+      // The remaining budget travels with the request so a late arrival is refused, not run.
+      const frames = [packHeader({ ...p.header, deadline_ms: p.deadline - Date.now() }), ...p.frames]
+      p.sent = true
+      p.frames = []
+      this.enqueueSend(() => this.router.send([peer.identity, ...frames])).catch((e: Error) => {
+        this.settle(p, new WorkerDiedError(`call '${p.op}': could not reach the worker (${e.message})`))
+      })
+    }
+  }
+
+  private settle(p: Pending, outcome: Error | CallResult): void {
+    if (!p.settled) {
+      p.settled = true
+      clearTimeout(p.timer)
+      if (outcome instanceof Error) p.reject(outcome)
+      else p.resolve(outcome)
+    }
+  }
+
+  /** The request's answer arrived (or it can no longer arrive): free its credit. */
+  private finish(id: number): Pending | undefined {
+    const p = this.pending.get(id)
+    if (!p) return undefined
+    this.pending.delete(id)
+    if (p.sent) this.inFlight = Math.max(0, this.inFlight - 1)
+    this.pump()
+    return p
+  }
+
+  private onDeadline(p: Pending): void {
+    if (!p.sent) {
+      // Never sent: it waited for a credit the whole time.
+      this.pending.delete(p.id)
+      const i = this.queue.indexOf(p)
+      if (i >= 0) this.queue.splice(i, 1)
+      this.settle(p, new DeadlineError(`call '${p.op}' (request ${p.id}) waited past its deadline for a free slot`, p.op, p.id, false))
+      return
+    }
+    // Sent: it keeps its credit until the worker answers, so a stuck worker is not flooded.
+    const beat = this.peer?.beat
+    const stalled = beat?.busy_id === p.id
+    const msg = stalled
+      ? `call '${p.op}' (request ${p.id}) stalled: the worker has been busy on it for ${Math.round(beat!.busy_for_ms ?? 0)} ms, past its deadline`
+      : `call '${p.op}' (request ${p.id}) got no answer before its deadline`
+    this.settle(p, new DeadlineError(msg, p.op, p.id, stalled))
+    this.cancel(p.id)
+    this.emit('deadline', { id: p.id, op: p.op, stalled })
+  }
+
+  /** Ask the worker (on its control socket) to stop working on a request. */
+  cancel(id: number): void {
+    const peer = this.peer
+    if (!peer) return
+    const frame = packHeader({ v: PROTOCOL_VERSION, kind: 'cancel', id, instance: peer.hello.instance })
+    this.enqueueSend(() => this.router.send([peer.control, frame])).catch(() => undefined)
+  }
+
+  // -- receiving ----------------------------------------------------------------------------
+
+  private async receiveLoop(): Promise<void> {
+    try {
+      for await (const [identity, ...frames] of this.router) {
+        try {
+          this.onMessage(identity!, frames)
+        } catch (e) {
+          this.emit('protocol-error', e)
+        }
+      }
+    } catch (e) {
+      if (!this.closed) this.emit('protocol-error', e)
+    }
+  }
+
+  private onMessage(identity: Buffer, frames: Buffer[]): void {
+    let msg
+    try {
+      msg = decode(frames)
+    } catch (e) {
+      // A reply we cannot read still answers its request: fail that request with the reason.
+      const id = safeId(frames[0])
+      const p = id === null ? undefined : this.finish(id)
+      if (p) this.settle(p, e as Error)
+      else this.emit('protocol-error', e)
+      return
+    }
+    switch (msg.kind) {
+      case 'hello':
+        this.onHello(identity, msg.header)
+        return
+      case 'hb':
+        if (this.peer && msg.header.instance === this.peer.hello.instance) {
+          this.peer.lastBeat = Date.now()
+          this.peer.beat = msg.header
+          this.emit('heartbeat', msg.header)
+        }
+        return
+      case 'rep': {
+        const p = this.finish(msg.header.id)
+        if (!p) { this.emit('unmatched', msg.header); return }
+        this.settle(p, { id: p.id, body: msg.header.body, tensors: msg.tensors, timing: msg.header.timing })
+        return
+      }
+      case 'err': {
+        const p = msg.header.id === null ? undefined : this.finish(msg.header.id)
+        if (!p) { this.emit('unmatched', msg.header); return }
+        this.settle(p, new WorkerError(msg.header.error, msg.header.op ?? p.op, p.id))
+        return
+      }
+      default:
+        this.emit('protocol-error', new ProtocolError('ignored a message of unknown kind'))
+    }
+  }
+
+  private onHello(identity: Buffer, hello: Hello): void {
+    if (this.peer && this.peer.hello.instance !== hello.instance) {
+      this.failAll(new WorkerDiedError(`worker ${this.peer.hello.instance} was replaced by ${hello.instance}`))
+    }
+    this.peer = {
+      identity: Buffer.from(identity),
+      control: Buffer.from(`${hello.instance}/ctl`),
+      hello,
+      lastBeat: Date.now(),
+      beat: this.peer?.hello.instance === hello.instance ? this.peer.beat : null,
+    }
+    this.startWatchdog(hello.heartbeat_ms)
+    this.emit('hello', hello)
+  }
+
+  private startWatchdog(intervalMs: number): void {
+    this.stopWatchdog()
+    const limit = intervalMs * this.heartbeatMisses + intervalMs / 2
+    this.watchdog = setInterval(() => {
+      const peer = this.peer
+      if (peer && Date.now() - peer.lastBeat > limit) {
+        this.emit('lost', new WorkerDiedError(`worker ${peer.hello.instance} (pid ${peer.hello.pid}) sent no heartbeat for ${Date.now() - peer.lastBeat} ms`))
+      }
+    }, intervalMs)
+    this.watchdog.unref()
+  }
+
+  private stopWatchdog(): void {
+    if (this.watchdog) clearInterval(this.watchdog)
+    this.watchdog = null
+  }
+}
+
+function safeId(frame: Buffer | undefined): number | null {
+  if (!frame) return null
+  try {
+    const id = (unpackHeader(frame) as { id?: unknown } | null)?.id
+    return typeof id === 'number' ? id : null
+  } catch {
+    return null
+  }
+}

@@ -1,0 +1,301 @@
+// A worker as the driver sees it: a Python process (spawned here, or started elsewhere and
+// attached), its Connection, and the policy for deaths, stalls and restarts.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import { rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { PY_DIR, ROOT, SCHEMAS_DIR } from '../paths.ts'
+import { Connection, type CallOptions, type CallResult, type ConnectionOptions } from '../wire/connection.ts'
+import { PROTOCOL_VERSION, type Hello } from '../wire/envelope.ts'
+import { ClosedError, WorkerDiedError } from '../wire/errors.ts'
+import type { OpArgs, OpName, OpResult } from '../wire/ops/index.ts'
+import { schemaHash } from '../wire/schema-files.ts'
+import { findPython } from './python.ts'
+
+export interface WorkerOptions extends ConnectionOptions {
+  /** Interpreter; default: PRCL_PYTHON, else the first candidate that imports torch, zmq, msgpack. */
+  python?: string
+  /** 'ipc' (default on Linux/macOS), 'tcp', or a full endpoint to bind (ipc://…, tcp://host:port). */
+  transport?: string
+  /** 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'. */
+  device?: string
+  /** How long a starting worker may take to say hello (importing torch takes seconds). */
+  startTimeoutMs?: number
+  heartbeatMs?: number
+  /** After a stalled request, kill the worker if it is still busy on it this much later. */
+  stallKillMs?: number
+  /** Start a fresh worker on the next call after this one died (spawned workers only). */
+  restart?: boolean
+  /** Where the worker's log lines go: 'inherit' (stderr, the default), 'silent', or a function. */
+  log?: 'inherit' | 'silent' | ((line: string) => void)
+  env?: Record<string, string>
+}
+
+const live = new Set<ChildProcess>()
+let exitHookInstalled = false
+
+function installExitHook(): void {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  // Last resort: whatever way Node exits, no worker outlives it.
+  process.on('exit', () => { for (const c of live) c.kill('SIGKILL') })
+}
+
+let endpointCounter = 0
+function endpointFor(transport: string): { endpoint: string; file?: string } {
+  if (transport === 'tcp') return { endpoint: 'tcp://127.0.0.1:*' }
+  if (transport === 'ipc') {
+    // Unix socket paths are limited to ~107 bytes: keep it short, in the temp directory.
+    const file = join(tmpdir(), `prcl-${process.pid}-${endpointCounter++}.sock`)
+    return { endpoint: `ipc://${file}`, file }
+  }
+  if (transport.startsWith('ipc://')) return { endpoint: transport, file: transport.slice('ipc://'.length) }
+  return { endpoint: transport }
+}
+
+export class Worker extends EventEmitter {
+  private conn: Connection
+  private readonly opts: WorkerOptions
+  private child: ChildProcess | null = null
+  private readonly socketFile: string | undefined
+  private readonly spawned: boolean
+  private python: string | null = null
+  private stderrTail: string[] = []
+  private dead: WorkerDiedError | null = null
+  private starting: Promise<void> | null = null
+  private closing: Promise<void> | null = null
+  private stallTimer: NodeJS.Timeout | null = null
+
+  private constructor(conn: Connection, opts: WorkerOptions, spawned: boolean, socketFile?: string) {
+    super()
+    this.conn = conn
+    this.opts = opts
+    this.spawned = spawned
+    this.socketFile = socketFile
+    conn.on('lost', (e: WorkerDiedError) => this.onDeath(e))
+    conn.on('disconnect', () => this.onDisconnect())
+    conn.on('deadline', (d: { id: number; op: string; stalled: boolean }) => this.onDeadline(d))
+    conn.on('heartbeat', (hb) => this.emit('heartbeat', hb))
+    conn.on('protocol-error', (e) => this.emit('protocol-error', e))
+    conn.on('unmatched', (h) => this.emit('unmatched', h))
+  }
+
+  /** Spawn a Python worker on this machine and wait for its hello. */
+  static async start(opts: WorkerOptions = {}): Promise<Worker> {
+    const { endpoint, file } = endpointFor(opts.transport ?? (process.platform === 'win32' ? 'tcp' : 'ipc'))
+    const conn = await Connection.open(endpoint, opts)
+    const w = new Worker(conn, opts, true, file)
+    try {
+      await w.spawnChild()
+    } catch (e) {
+      await w.close()
+      throw e
+    }
+    return w
+  }
+
+  /** Bind `endpoint` and wait for a worker started elsewhere (`python -m prcl_worker --connect`). */
+  static async attach(endpoint: string, opts: WorkerOptions = {}): Promise<Worker> {
+    const conn = await Connection.open(endpoint, opts)
+    const w = new Worker(conn, opts, false)
+    try {
+      checkHello(await conn.waitForHello(opts.startTimeoutMs ?? 60_000))
+    } catch (e) {
+      await w.close()
+      throw e
+    }
+    return w
+  }
+
+  get hello(): Hello {
+    const h = this.conn.hello
+    if (!h) throw new WorkerDiedError('no worker is connected')
+    return h
+  }
+
+  get endpoint(): string { return this.conn.endpoint }
+  get pid(): number | undefined { return this.child?.pid ?? this.conn.hello?.pid }
+  get alive(): boolean { return this.dead === null && this.closing === null }
+  get connection(): Connection { return this.conn }
+  get interpreter(): string | null { return this.python }
+
+  /** Run an op on the worker. After a death, a spawned worker is restarted first. */
+  async call<K extends OpName>(op: K, body: OpArgs<K>, opts?: CallOptions): Promise<CallResult<OpResult<K>>>
+  async call<B = unknown>(op: string, body?: object, opts?: CallOptions): Promise<CallResult<B>>
+  async call(op: string, body: object = {}, opts: CallOptions = {}): Promise<CallResult> {
+    if (this.closing) throw new ClosedError(`call '${op}' on a closed worker`)
+    if (this.starting) await this.starting
+    if (this.dead) {
+      if (!this.spawned || this.opts.restart === false) throw this.dead
+      await this.restart()
+    }
+    return this.conn.call(op, body, opts)
+  }
+
+  /** Replace the worker process with a fresh one (new instance, empty state). */
+  async restart(): Promise<void> {
+    if (!this.spawned) throw new Error('only a spawned worker can be restarted')
+    if (this.starting) return this.starting
+    this.starting = (async () => {
+      if (this.child) await this.stopChild()
+      this.dead = null
+      await this.spawnChild()
+      this.emit('restart', this.hello)
+    })().finally(() => { this.starting = null })
+    return this.starting
+  }
+
+  /** Ask the worker to exit, then make sure: SIGTERM, then SIGKILL. Idempotent. */
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.closing = (async () => {
+        this.clearStall()
+        if (this.child) await this.stopChild()
+        this.conn.close()
+        if (this.socketFile) rmSync(this.socketFile, { force: true })
+      })()
+    }
+    return this.closing
+  }
+
+  /** Send a signal to the worker process (tests use SIGKILL and SIGSTOP). */
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.child?.kill(signal)
+  }
+
+  // -- process management -------------------------------------------------------------------
+
+  private async spawnChild(): Promise<void> {
+    if (!this.python) this.python = (await findPython(this.opts.python)).python
+    const instance = randomUUID().replace(/-/g, '')
+    const args = ['-m', 'prcl_worker', '--connect', this.conn.endpoint, '--instance', instance,
+      '--parent-pid', String(process.pid), '--schemas', SCHEMAS_DIR, '--device', this.opts.device ?? 'auto',
+      '--heartbeat-ms', String(this.opts.heartbeatMs ?? 1000)]
+    const env = { ...process.env, ...this.opts.env, PYTHONPATH: [PY_DIR, process.env.PYTHONPATH].filter(Boolean).join(':'), PYTHONUNBUFFERED: '1' }
+    // detached: a Ctrl-C in the terminal reaches the driver only; the driver shuts the worker down.
+    const child = spawn(this.python, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    installExitHook()
+    live.add(child)
+    this.child = child
+    this.stderrTail = []
+    const onLine = (line: string) => {
+      this.stderrTail.push(line)
+      if (this.stderrTail.length > 40) this.stderrTail.shift()
+      const log = this.opts.log ?? 'inherit'
+      if (typeof log === 'function') log(line)
+      else if (log === 'inherit') process.stderr.write(`${line}\n`)
+    }
+    lines(child.stdout!, onLine)
+    lines(child.stderr!, onLine)
+    const exited = new Promise<WorkerDiedError>((resolve) => {
+      child.once('exit', (code, signal) => {
+        live.delete(child)
+        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`
+        const err = new WorkerDiedError(`the worker (pid ${child.pid}) ${how}`, code, signal, this.stderrTail.join('\n'))
+        if (this.child === child) this.onDeath(err)
+        resolve(err)
+      })
+      child.once('error', (e) => {
+        live.delete(child)
+        const err = new WorkerDiedError(`could not start the worker with ${this.python}: ${e.message}`)
+        if (this.child === child) this.onDeath(err)
+        resolve(err)
+      })
+    })
+    ;(child as ChildProcess & { exited?: Promise<WorkerDiedError> }).exited = exited
+    const hello = this.conn.waitForHello(this.opts.startTimeoutMs ?? 120_000, false)
+    const outcome = await Promise.race([hello, exited])
+    if (outcome instanceof Error) { hello.catch(() => undefined); throw outcome }
+    if (outcome.instance !== instance) throw new WorkerDiedError(`expected worker ${instance}, ${outcome.instance} said hello`)
+    checkHello(outcome)
+  }
+
+  private async stopChild(): Promise<void> {
+    const child = this.child
+    if (!child) return
+    const exited = (child as ChildProcess & { exited?: Promise<unknown> }).exited
+    if (child.exitCode === null && child.signalCode === null) {
+      if (this.dead === null && this.conn.hello) {
+        await this.conn.call('shutdown', {}, { timeoutMs: 2000 }).catch(() => undefined)
+      }
+      if (!(await within(exited, 3000))) {
+        child.kill('SIGTERM')
+        if (!(await within(exited, 3000))) {
+          child.kill('SIGKILL')
+          await within(exited, 5000)
+        }
+      }
+    }
+    live.delete(child)
+  }
+
+  private onDeath(error: WorkerDiedError): void {
+    if (this.dead) return
+    this.dead = error
+    this.clearStall()
+    this.conn.dropPeer(error)
+    // A worker that stopped beating but still runs (a hang, SIGSTOP) is of no further use.
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL')
+    this.emit('death', error)
+  }
+
+  private onDisconnect(): void {
+    if (this.closing || this.dead) return
+    // A spawned worker's death is reported by its exit event (with code and signal), which
+    // follows within milliseconds; a hang by missing heartbeats. An attached one has only this.
+    if (!this.spawned) this.onDeath(new WorkerDiedError('the worker disconnected'))
+  }
+
+  private onDeadline(d: { id: number; op: string; stalled: boolean }): void {
+    this.emit('deadline', d)
+    if (!d.stalled || !this.spawned) return
+    // Cooperative cancel was sent; if the worker is still stuck on it later, replace it.
+    this.clearStall()
+    this.stallTimer = setTimeout(() => {
+      if (this.conn.lastHeartbeat?.busy_id === d.id) {
+        this.onDeath(new WorkerDiedError(`the worker stayed stalled on '${d.op}' (request ${d.id}) and was killed`))
+      }
+    }, this.opts.stallKillMs ?? 10_000)
+    this.stallTimer.unref()
+  }
+
+  private clearStall(): void {
+    if (this.stallTimer) clearTimeout(this.stallTimer)
+    this.stallTimer = null
+  }
+}
+
+function checkHello(hello: Hello): void {
+  if (hello.protocol !== PROTOCOL_VERSION) {
+    throw new WorkerDiedError(`the worker speaks protocol v${hello.protocol}; this driver speaks v${PROTOCOL_VERSION}`)
+  }
+  const mine = schemaHash()
+  if (hello.schema_hash !== mine) {
+    throw new WorkerDiedError(`the worker's schemas (${hello.schema_hash}) differ from the driver's (${mine}); run \`npx prcl schemas\` and restart the worker`)
+  }
+}
+
+function lines(stream: NodeJS.ReadableStream, onLine: (l: string) => void): void {
+  let buf = ''
+  stream.setEncoding('utf8')
+  stream.on('data', (chunk: string) => {
+    buf += chunk
+    let i
+    while ((i = buf.indexOf('\n')) >= 0) {
+      onLine(buf.slice(0, i))
+      buf = buf.slice(i + 1)
+    }
+  })
+  stream.on('end', () => { if (buf) onLine(buf) })
+}
+
+async function within(p: Promise<unknown> | undefined, ms: number): Promise<boolean> {
+  if (!p) return true
+  let t: NodeJS.Timeout | undefined
+  const timeout = new Promise<false>((r) => { t = setTimeout(() => r(false), ms) })
+  const r = await Promise.race([p.then(() => true), timeout])
+  clearTimeout(t)
+  return r
+}
