@@ -139,7 +139,7 @@ export class Connection extends EventEmitter {
   async sendRaw(frames: Buffer[]): Promise<void> {
     if (!this.peer) throw new WorkerDiedError('no worker is connected')
     const identity = this.peer.identity
-    await this.enqueueSend(() => this.router.send([identity, ...frames]))
+    await this.enqueueSend(() => this.sendPatiently([identity, ...frames], Date.now() + this.defaultTimeoutMs))
   }
 
   /** Fail every queued and in-flight request (the worker died or was replaced). */
@@ -167,6 +167,19 @@ export class Connection extends EventEmitter {
 
   // -- sending ------------------------------------------------------------------------------
 
+  /** A ROUTER with `mandatory` refuses at once (EAGAIN) when the peer's queue is full; wait for room. */
+  private async sendPatiently(parts: Buffer[], until: number): Promise<void> {
+    for (;;) {
+      try {
+        await this.router.send(parts)
+        return
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'EAGAIN' || Date.now() > until || this.closed) throw e
+        await new Promise((r) => setTimeout(r, 1))
+      }
+    }
+  }
+
   private enqueueSend(fn: () => Promise<void>): Promise<void> {
     // zeromq.js allows one send at a time per socket (a second concurrent one rejects EBUSY).
     const next = this.sendChain.then(fn, fn)
@@ -185,7 +198,7 @@ export class Connection extends EventEmitter {
       const frames = [packHeader({ ...p.header, deadline_ms: p.deadline - Date.now() }), ...p.frames]
       p.sent = true
       p.frames = []
-      this.enqueueSend(() => this.router.send([peer.identity, ...frames])).catch((e: Error) => {
+      this.enqueueSend(() => this.sendPatiently([peer.identity, ...frames], p.deadline)).catch((e: Error) => {
         this.settle(p, new WorkerDiedError(`call '${p.op}': could not reach the worker (${e.message})`))
       })
     }

@@ -1,0 +1,116 @@
+// A worker this suite spawns itself (not the shared one): killed, frozen, restarted, closed.
+import { afterEach, describe, expect, it } from 'vitest'
+import { WorkerDiedError } from '../../ts/wire/errors.ts'
+import { PythonNotFoundError, findPython } from '../../ts/worker/python.ts'
+import { Worker } from '../../ts/worker/worker.ts'
+
+const opened: Worker[] = []
+async function start(opts = {}): Promise<Worker> {
+  const w = await Worker.start({ log: 'silent', device: 'cpu', ...opts })
+  opened.push(w)
+  return w
+}
+afterEach(async () => { await Promise.all(opened.splice(0).map((w) => w.close())) })
+
+function processExists(pid: number): boolean {
+  try { process.kill(pid, 0); return true } catch { return false }
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms
+  while (Date.now() < end) { if (cond()) return true; await new Promise((r) => setTimeout(r, 20)) }
+  return cond()
+}
+
+describe('a worker killed mid-request', () => {
+  it('fails the pending call within a second, saying how it died, and the next call starts a fresh worker', async () => {
+    const w = await start()
+    const first = w.hello
+    const pending = w.call('sleep', { ms: 30_000 })
+    // Let the request reach the worker and start.
+    await waitFor(() => w.connection.lastHeartbeat?.busy_op === 'sleep', 3000)
+    const t0 = Date.now()
+    w.kill('SIGKILL')
+    const err = await pending.catch((e) => e)
+    const took = Date.now() - t0
+    expect(err).toBeInstanceOf(WorkerDiedError)
+    expect(err.message).toMatch(new RegExp(`worker \\(pid ${first.pid}\\) was killed by SIGKILL`))
+    expect(err.signal).toBe('SIGKILL')
+    expect(took).toBeLessThan(1000)
+    expect(await waitFor(() => !processExists(first.pid), 2000)).toBe(true)
+
+    const restarted = new Promise((resolve) => w.once('restart', resolve))
+    const pong = await w.call('ping', { payload: 1 })
+    expect(pong.body).toEqual({ pong: true, payload: 1 })
+    await restarted
+    expect(w.hello.instance).not.toBe(first.instance)
+    expect(w.hello.pid).not.toBe(first.pid)
+  })
+
+  it('reports a clean exit code too', async () => {
+    const w = await start({ restart: false })
+    const pending = w.call('sleep', { ms: 30_000 })
+    await waitFor(() => w.connection.lastHeartbeat?.busy_op === 'sleep', 3000)
+    process.kill(w.hello.pid, 'SIGTERM')
+    const err = await pending.catch((e) => e)
+    expect(err).toBeInstanceOf(WorkerDiedError)
+    expect(err.message).toMatch(/exited with code 0/)
+    // restart: false keeps the worker dead.
+    await expect(w.call('ping', {})).rejects.toThrow(/exited with code 0/)
+  })
+})
+
+describe('a frozen worker', () => {
+  it('is declared lost after three missed heartbeats, killed, and replaced on the next call', async () => {
+    const w = await start({ heartbeatMs: 300 })
+    const pid = w.hello.pid
+    const pending = w.call('sleep', { ms: 30_000 })
+    await waitFor(() => w.connection.lastHeartbeat?.busy_op === 'sleep', 3000)
+    const t0 = Date.now()
+    w.kill('SIGSTOP')
+    const err = await pending.catch((e) => e)
+    expect(err).toBeInstanceOf(WorkerDiedError)
+    expect(err.message).toMatch(/no heartbeat/)
+    expect(Date.now() - t0).toBeLessThan(3000)
+    expect(await waitFor(() => !processExists(pid), 3000)).toBe(true)
+    expect((await w.call('ping', {})).body.pong).toBe(true)
+  })
+})
+
+describe('closing', () => {
+  it('leaves no process behind', async () => {
+    const w = await start()
+    const pid = w.hello.pid
+    expect(processExists(pid)).toBe(true)
+    await w.close()
+    expect(processExists(pid)).toBe(false)
+    await expect(w.call('ping', {})).rejects.toThrow(/closed/)
+  })
+
+  it('a worker over tcp works the same', async () => {
+    const w = await start({ transport: 'tcp' })
+    expect(w.endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/)
+    expect((await w.call('ping', { payload: [1, 2] })).body.payload).toEqual([1, 2])
+  })
+})
+
+describe('interpreter discovery', () => {
+  it('names every rejected candidate and why', async () => {
+    const saved = process.env.PRCL_PYTHON
+    process.env.PRCL_PYTHON = '/nonexistent/python3'
+    try {
+      const err = await findPython().catch((e) => e)
+      expect(err).toBeInstanceOf(PythonNotFoundError)
+      expect(err.message).toMatch(/\/nonexistent\/python3 \[PRCL_PYTHON\]: no such file/)
+    } finally {
+      if (saved === undefined) delete process.env.PRCL_PYTHON
+      else process.env.PRCL_PYTHON = saved
+    }
+  })
+
+  it('rejects an interpreter that lacks the worker modules, with the import error', async () => {
+    const err = await findPython(process.execPath).catch((e) => e) // node is no Python
+    expect(err).toBeInstanceOf(PythonNotFoundError)
+    expect(err.rejected[0].source).toBe('worker.python')
+  })
+})
