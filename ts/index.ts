@@ -1,5 +1,5 @@
 // The public API of prcl, for Node scripts and the REPL.
-export { Worker, type WorkerOptions } from './worker/worker.ts'
+export { Worker, closeAllWorkers, type WorkerOptions } from './worker/worker.ts'
 export { findPython, PythonNotFoundError, type PythonChoice, type PythonProbe } from './worker/python.ts'
 export { Connection, type CallOptions, type CallResult, type ConnectionOptions } from './wire/connection.ts'
 export { WorkerError, WorkerDiedError, DeadlineError, ProtocolError, ClosedError } from './wire/errors.ts'

@@ -59,14 +59,15 @@ def frame_to_tensor(buf, dtype, shape, path="tensor"):
     """A torch tensor over a received buffer (memoryview of a zmq frame)."""
     npdt, tdt, size = DTYPES[dtype]
     nbytes = _prod(shape) * size
-    if len(buf) != nbytes:
-        raise BadMessage(f"{path}: frame has {len(buf)} bytes, shape {shape} of {dtype} needs {nbytes}", path)
+    got = memoryview(buf).nbytes  # len() would count items, not bytes, of a buffer with a wider format
+    if got != nbytes:
+        raise BadMessage(f"{path}: frame has {got} bytes, shape {shape} of {dtype} needs {nbytes}", path)
     if nbytes == 0:
         return torch.empty(shape, dtype=tdt)
     if npdt is None:
         raw = np.frombuffer(buf, dtype=np.uint8)
-        if nbytes <= SMALL_FRAME or raw.ctypes.data % size:
-            raw = raw.copy()
+        if nbytes <= SMALL_FRAME or raw.ctypes.data % size or not raw.flags.writeable:
+            raw = raw.copy()  # as below: unaligned, small, or read-only memory is copied
         return torch.from_numpy(raw).view(tdt).reshape(shape)
     arr = np.frombuffer(buf, dtype=npdt)
     if nbytes <= SMALL_FRAME or arr.ctypes.data % size:
@@ -89,7 +90,10 @@ def tensor_to_frame(value, name):
     """(meta without frame index, buffer) for a torch tensor or numpy array; no copy when
     the tensor is already contiguous on the CPU."""
     if isinstance(value, np.ndarray):
-        value = torch.from_numpy(np.ascontiguousarray(value))
+        arr = np.ascontiguousarray(value)
+        if any(s < 0 for s in arr.strides):
+            arr = arr.copy()  # numpy calls a[::-1] with len(a) == 1 contiguous; torch refuses negative strides
+        value = torch.from_numpy(arr)
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"result tensor '{name}' is a {type(value).__name__}, not a tensor")
     t = value.detach()

@@ -90,10 +90,11 @@ class Context:
 
 class Server:
     def __init__(self, endpoint, instance=None, schemas_dir=None, device="auto", heartbeat_ms=1000,
-                 parent_pid=None, quiet=False):
+                 parent_pid=None, quiet=False, spin_us=300):
         self.endpoint = endpoint
         self.instance = instance or uuid.uuid4().hex
         self.quiet = quiet
+        self.spin_s = spin_us / 1e6
         self.schemas = Schemas(schemas_dir)
         self._check_registry()
         self.device = _resolve_device(device)
@@ -288,12 +289,18 @@ class Server:
                     self._on_monitor()
                 if self.sock in events:
                     # Drain what is queued before polling again.
+                    spin_until = 0.0
                     while not self.stopping:
                         try:
                             frames = self.sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                         except zmq.Again:
+                            if time.perf_counter() < spin_until:
+                                continue
                             break
                         self.handle(frames)
+                        # Poll briefly before sleeping in the kernel: a driver that answers at
+                        # once (a request loop) saves a thread wake-up (~50 us on 2 cores).
+                        spin_until = time.perf_counter() + self.spin_s
         except Shutdown as exc:
             reason = str(exc)
         finally:

@@ -1,6 +1,8 @@
 // Entry point of the `prcl` command line.
 import { parseArgs } from 'node:util'
 import { schemaDrift, writeSchemas } from './schemas.ts'
+import { exitCleanlyOnSignals } from './signals.ts'
+import { UsageError } from './usage.ts'
 
 const USAGE = `usage: prcl <command> [options]
 
@@ -12,7 +14,6 @@ commands:
   pytest [args]          run the Python tests with the worker's interpreter
 `
 
-export class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -50,6 +51,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+exitCleanlyOnSignals()
 try {
   process.exitCode = await main(process.argv.slice(2))
 } catch (e) {

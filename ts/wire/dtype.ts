@@ -44,14 +44,19 @@ export function isDType(x: unknown): x is DType {
   return typeof x === 'string' && (DTYPES as readonly string[]).includes(x)
 }
 
+const BY_TAG: Record<string, DType> = {
+  Float32Array: 'float32', Float64Array: 'float64', Int8Array: 'int8', Int16Array: 'int16',
+  Int32Array: 'int32', BigInt64Array: 'int64', Uint8Array: 'uint8',
+}
+
+/** The array type's name, also for arrays from another realm (a REPL or vm context). */
+export function arrayTag(data: unknown): string {
+  return Object.prototype.toString.call(data).slice(8, -1)
+}
+
 /** The dtype a typed array implies, where it is unambiguous (Uint16Array and Uint8Array are not). */
 export function dtypeOf(data: TypedArray): DType {
-  if (data instanceof Float32Array) return 'float32'
-  if (data instanceof Float64Array) return 'float64'
-  if (data instanceof Int8Array) return 'int8'
-  if (data instanceof Int16Array) return 'int16'
-  if (data instanceof Int32Array) return 'int32'
-  if (data instanceof BigInt64Array) return 'int64'
-  if (data instanceof Uint8Array) return 'uint8'
-  throw new TypeError(`${data.constructor.name} does not name a dtype on its own: pass dtype ('float16', 'bfloat16')`)
+  const dt = BY_TAG[arrayTag(data)]
+  if (dt) return dt
+  throw new TypeError(`${arrayTag(data)} does not name a dtype on its own: pass dtype ('float16', 'bfloat16', 'bool', …)`)
 }

@@ -1,4 +1,4 @@
-import { ARRAY_CTOR, dtypeOf, itemsize, type ArrayForDType, type DType, type TypedArray } from './dtype.ts'
+import { ARRAY_CTOR, arrayTag, dtypeOf, itemsize, type ArrayForDType, type DType, type TypedArray } from './dtype.ts'
 
 /** A host tensor: a typed array plus dtype and shape, row-major. */
 export interface Tensor<D extends DType = DType> {
@@ -18,8 +18,8 @@ export function numel(shape: readonly number[]): number {
 /** Wrap a typed array as a tensor; the shape defaults to 1-d and must match the element count. */
 export function tensor<D extends DType>(data: ArrayForDType[D], shape?: number[], dtype?: D): Tensor<D> {
   const dt = (dtype ?? dtypeOf(data as TypedArray)) as D
-  if (!(data instanceof (ARRAY_CTOR[dt] as unknown as Function))) {
-    throw new TypeError(`dtype ${dt} needs a ${ARRAY_CTOR[dt].name}, got ${data.constructor.name}`)
+  if (arrayTag(data) !== ARRAY_CTOR[dt].name) {
+    throw new TypeError(`dtype ${dt} needs a ${ARRAY_CTOR[dt].name}, got ${arrayTag(data)}`)
   }
   const s = shape ?? [data.length]
   for (const d of s) {

@@ -29,7 +29,10 @@ out = {"executable": sys.executable, "version": sys.version.split()[0], "modules
 for name in ${JSON.stringify(REQUIRED_MODULES)}:
     try:
         m = importlib.import_module(name)
-        out["modules"][name] = str(getattr(m, "__version__", getattr(m, "VERSION", "?")))
+        v = getattr(m, "__version__", None) or getattr(m, "VERSION", None) or getattr(m, "version", "?")
+        out["modules"][name] = ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
+    except ModuleNotFoundError:
+        out["missing"][name] = None
     except Exception as e:
         out["missing"][name] = f"{type(e).__name__}: {e}"
 print(json.dumps(out))
@@ -74,11 +77,11 @@ export function probePython(candidate: string, source: string, timeoutMs = 60_00
         return
       }
       try {
-        const r = JSON.parse(stdout.trim().split('\n').pop() ?? '') as { executable: string; version: string; modules: Record<string, string>; missing: Record<string, string> }
+        const r = JSON.parse(stdout.trim().split('\n').pop() ?? '') as { executable: string; version: string; modules: Record<string, string>; missing: Record<string, string | null> }
         const missing = Object.keys(r.missing)
         resolve({
           ...base, executable: r.executable, version: r.version, modules: r.modules, ok: missing.length === 0,
-          reason: missing.length ? `cannot import ${missing.map((m) => `${m} (${r.missing[m]})`).join(', ')}` : undefined,
+          reason: missing.length ? `cannot import ${missing.map((m) => r.missing[m] ? `${m} (${r.missing[m]})` : m).join(', ')}` : undefined,
         })
       } catch {
         resolve({ ...base, ok: false, reason: `unexpected answer: ${stdout.slice(0, 200)}` })

@@ -34,7 +34,13 @@ export interface WorkerOptions extends ConnectionOptions {
 }
 
 const live = new Set<ChildProcess>()
+const openWorkers = new Set<Worker>()
 let exitHookInstalled = false
+
+/** Close every worker this process opened (the CLI calls it on SIGINT/SIGTERM). */
+export async function closeAllWorkers(): Promise<void> {
+  await Promise.all([...openWorkers].map((w) => w.close()))
+}
 
 function installExitHook(): void {
   if (exitHookInstalled) return
@@ -74,6 +80,7 @@ export class Worker extends EventEmitter {
     this.opts = opts
     this.spawned = spawned
     this.socketFile = socketFile
+    openWorkers.add(this)
     conn.on('lost', (e: WorkerDiedError) => this.onDeath(e))
     conn.on('disconnect', () => this.onDisconnect())
     conn.on('deadline', (d: { id: number; op: string; stalled: boolean }) => this.onDeadline(d))
@@ -155,6 +162,7 @@ export class Worker extends EventEmitter {
         if (this.child) await this.stopChild()
         this.conn.close()
         if (this.socketFile) rmSync(this.socketFile, { force: true })
+        openWorkers.delete(this)
       })()
     }
     return this.closing

@@ -1,0 +1,125 @@
+// The `prcl` command as a user runs it: a real process, a real worker.
+import { spawn, spawnSync } from 'node:child_process'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { ROOT } from '../../ts/paths.ts'
+
+const PRCL = join(ROOT, 'ts/cli/prcl.mjs')
+
+function prcl(args: string[]) {
+  return spawnSync(process.execPath, [PRCL, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 })
+}
+
+function processExists(pid: number): boolean {
+  try { process.kill(pid, 0); return true } catch { return false }
+}
+
+describe('prcl doctor', () => {
+  it('--json prints one object with protocol, python, torch, device and ops', () => {
+    const r = prcl(['doctor', '--json'])
+    expect(r.status, r.stderr).toBe(0)
+    const out = JSON.parse(r.stdout)
+    expect(out.ok).toBe(true)
+    expect(out.protocol).toBe(1)
+    expect(out.python.executable).toMatch(/python/)
+    expect(out.torch).toMatch(/^\d+\.\d+/)
+    expect(['cpu', 'cuda']).toContain(out.device.split(':')[0])
+    expect(out.ops).toEqual(expect.arrayContaining(['ping', 'echo', 'stats', 'shutdown']))
+    expect(processExists(out.worker.pid)).toBe(false)
+  })
+
+  it('explains every rejected interpreter when none works', () => {
+    const r = spawnSync(process.execPath, [PRCL, 'doctor'], {
+      cwd: ROOT, encoding: 'utf8', env: { ...process.env, PRCL_PYTHON: '/bin/false' },
+    })
+    expect(r.status).toBe(1)
+    expect(r.stderr).toMatch(/\/bin\/false \[PRCL_PYTHON\]/)
+    expect(r.stderr).toMatch(/npm run setup/)
+  })
+})
+
+describe('prcl schemas', () => {
+  it('--check passes on the checked-in files', () => {
+    const r = prcl(['schemas', '--check'])
+    expect(r.status, r.stderr).toBe(0)
+  })
+})
+
+describe('command-line mistakes', () => {
+  it('an unknown command exits 2 and names it', () => {
+    const r = prcl(['trian'])
+    expect(r.status).toBe(2)
+    expect(r.stderr).toMatch(/unknown command 'trian'/)
+    expect(r.stderr).toMatch(/usage: prcl/)
+  })
+  it('an unknown option exits 2 and names it', () => {
+    const r = prcl(['doctor', '--jsno'])
+    expect(r.status).toBe(2)
+    expect(r.stderr).toMatch(/--jsno/)
+  })
+})
+
+describe('prcl repl', () => {
+  function startRepl() {
+    const p = spawn(process.execPath, [PRCL, 'repl'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    p.stdout.on('data', (d) => { out += d })
+    p.stderr.on('data', (d) => { err += d })
+    const prompts = () => (out.match(/prcl> |\.\.\. /g) ?? []).length
+    async function until(cond: () => boolean, ms = 90_000) {
+      const end = Date.now() + ms
+      while (!cond()) {
+        if (Date.now() > end) throw new Error(`repl timed out; stdout:\n${out}\nstderr:\n${err}`)
+        await new Promise((r) => setTimeout(r, 20))
+      }
+    }
+    async function send(line: string) {
+      const n = prompts()
+      p.stdin.write(`${line}\n`)
+      await until(() => prompts() > n)
+    }
+    const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)))
+    return { p, send, until, exited, out: () => out, err: () => err, prompts }
+  }
+
+  it('evaluates TypeScript with top-level await against the connected worker', async () => {
+    const r = startRepl()
+    await r.until(() => r.prompts() > 0)
+    await r.send(`const n: number = (await worker.call('ping', { payload: 41 })).body.payload + 1`)
+    await r.send('n * 1000')
+    await r.send(`const e = await worker.call('echo', {}, { tensors: { x: tensor(new Float32Array([1.5, -2])) } })`)
+    await r.send('Array.from(e.tensors.x.data).join("|")')
+    await r.send('function add(a: number,')
+    await r.send('  b: number) { return a + b }')
+    await r.send('add(20, 3)')
+    const pid = Number(/pid (\d+)/.exec(r.out())?.[1])
+    r.p.stdin.write('.exit\n')
+    expect(await r.exited).toBe(0)
+    expect(r.out()).toContain('42000')
+    expect(r.out()).toContain("'1.5|-2'")
+    expect(r.out()).toContain('23')
+    expect(processExists(pid)).toBe(false)
+  })
+
+  it('on SIGTERM shuts its worker down and exits without hanging', async () => {
+    const r = startRepl()
+    await r.until(() => r.prompts() > 0)
+    const pid = Number(/pid (\d+)/.exec(r.out())?.[1])
+    expect(processExists(pid)).toBe(true)
+    r.p.kill('SIGTERM')
+    expect(await r.exited).toBe(143)
+    expect(processExists(pid)).toBe(false)
+  })
+
+  it('if the driver is killed outright, its worker does not outlive it', async () => {
+    const r = startRepl()
+    await r.until(() => r.prompts() > 0)
+    const pid = Number(/pid (\d+)/.exec(r.out())?.[1])
+    r.p.kill('SIGKILL')
+    await r.exited
+    const end = Date.now() + 5000
+    while (processExists(pid) && Date.now() < end) await new Promise((res) => setTimeout(res, 50))
+    expect(processExists(pid)).toBe(false)
+  })
+})

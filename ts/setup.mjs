@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+// `npm run setup`: install whatever is missing, then show `prcl doctor` succeeding.
+// Plain JavaScript on purpose: it runs before node_modules exist.
+//
+//   1. node modules: `npm ci` when node_modules is missing or older than package-lock.json;
+//   2. the Python side, by the first route that fits:
+//      - an interpreter that already has torch, pyzmq, msgpack, numpy, fastjsonschema: nothing to do;
+//      - conda available: create/update the `prcl` env from environment.yml;
+//      - Debian/Ubuntu as root: apt-get install Debian's python3-torch and friends;
+//      - otherwise: print the exact commands to run;
+//   3. `prcl doctor`.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, statSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+const APT_PACKAGES = ['python3-torch', 'python3-torchvision', 'python3-zmq', 'python3-msgpack', 'python3-numpy',
+  'python3-pil', 'python3-jsonschema', 'python3-fastjsonschema', 'python3-pytest']
+
+function run(cmd, args, opts = {}) {
+  console.log(`$ ${cmd} ${args.join(' ')}`)
+  const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: ROOT, ...opts })
+  if (r.error) throw new Error(`${cmd}: ${r.error.message}`)
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed with exit code ${r.status}`)
+}
+
+function has(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
+}
+
+function nodeModules() {
+  const [major] = process.versions.node.split('.').map(Number)
+  if (major < 20) throw new Error(`Node ${process.versions.node} is too old: prcl needs Node 20 or newer`)
+  const lock = join(ROOT, 'package-lock.json')
+  const marker = join(ROOT, 'node_modules', '.package-lock.json')
+  if (!existsSync(marker) || statSync(marker).mtimeMs < statSync(lock).mtimeMs) run('npm', ['ci', '--no-audit', '--no-fund'])
+  else console.log('node modules: up to date')
+}
+
+/** The doctor's verdict as JSON (it finds the interpreter the same way the driver does). */
+function doctorJson(env = process.env) {
+  const r = spawnSync(process.execPath, [join(ROOT, 'ts/cli/prcl.mjs'), 'doctor', '--json'], { cwd: ROOT, env, encoding: 'utf8' })
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').pop())
+  } catch {
+    return { ok: false, error: (r.stderr || r.stdout || '').trim() }
+  }
+}
+
+function condaRoute() {
+  const conda = has('mamba') ? 'mamba' : has('conda') ? 'conda' : null
+  if (!conda) return null
+  const prefix = process.env.CONDA_PREFIX
+  const envFile = join(ROOT, 'environment.yml')
+  if (prefix && process.env.CONDA_DEFAULT_ENV && process.env.CONDA_DEFAULT_ENV !== 'base') {
+    run(conda, ['env', 'update', '--prefix', prefix, '--file', envFile])
+    return join(prefix, 'bin', 'python')
+  }
+  const base = execFileSync('conda', ['info', '--base'], { encoding: 'utf8' }).trim()
+  const envPython = join(base, 'envs', 'prcl', 'bin', 'python')
+  run(conda, ['env', existsSync(envPython) ? 'update' : 'create', '--name', 'prcl', '--file', envFile])
+  console.log(`\nconda env 'prcl' is ready: \`conda activate prcl\` (or PRCL_PYTHON=${envPython}) before using prcl.`)
+  return envPython
+}
+
+function aptRoute() {
+  if (!existsSync('/etc/debian_version') || !has('apt-get')) return false
+  if (process.getuid?.() !== 0) return false
+  run('apt-get', ['update', '-qq'])
+  run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_PACKAGES], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+  return true
+}
+
+function instructions(verdict) {
+  return [
+    'prcl could not set up a Python interpreter for the worker by itself.',
+    verdict.error ?? '',
+    '',
+    'Do one of these, then run `npm run setup` again:',
+    '  conda:          conda env create -f environment.yml && conda activate prcl',
+    `  Debian/Ubuntu:  sudo apt-get install ${APT_PACKAGES.join(' ')}`,
+    '  pip (any OS):   python3 -m pip install torch torchvision pyzmq msgpack numpy pillow jsonschema fastjsonschema pytest',
+    '  an interpreter you already have: export PRCL_PYTHON=/path/to/python',
+  ].join('\n')
+}
+
+try {
+  nodeModules()
+  let verdict = doctorJson()
+  if (verdict.ok) {
+    console.log(`python: ${verdict.python.executable} has everything the worker needs`)
+  } else {
+    const condaPython = condaRoute()
+    if (condaPython) process.env.PRCL_PYTHON ??= condaPython
+    else if (!aptRoute()) throw new Error(instructions(verdict))
+    verdict = doctorJson()
+    if (!verdict.ok) throw new Error(instructions(verdict))
+  }
+  run(process.execPath, [join(ROOT, 'ts/cli/prcl.mjs'), 'doctor'])
+} catch (e) {
+  console.error(`\nsetup failed: ${e.message}`)
+  process.exit(1)
+}
