@@ -195,7 +195,8 @@ class Server:
                 kind = header.get("kind")
                 if kind == "cancel":
                     self.schemas.cancel(header)
-                    self.cancel(header["id"])
+                    if header["instance"] == self.instance:
+                        self.cancel(header["id"])
                     return
                 if kind != "req" and isinstance(kind, str):
                     self.counters["dropped"] += 1
@@ -210,6 +211,7 @@ class Server:
             self._send_error(request_id, op, exc)
         finally:
             self.busy = None
+            self.cancelled_ids.discard(request_id)
 
     def _read_header(self, frame):
         buf = frame.buffer if hasattr(frame, "buffer") else frame
@@ -250,7 +252,6 @@ class Server:
         self.busy = (name, rid, time.time() * 1000.0, started)
         result = op.fn(self.ctx, header["body"], tensors)
         self.busy = None
-        self.cancelled_ids.discard(rid)
         body, out = result if isinstance(result, tuple) else (result, {})
         self.schemas.results[name](body)
         meta, out_frames = encode_tensors(out)

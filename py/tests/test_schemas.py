@@ -26,6 +26,11 @@ def load(name):
         return json.load(f)
 
 
+def file_bytes(name):
+    with open(os.path.join(SCHEMA_DIR, name), "rb") as f:
+        return f.read()
+
+
 @pytest.fixture(scope="module")
 def schemas():
     return Schemas()
@@ -77,15 +82,14 @@ def test_schema_hash(schemas):
     h = hashlib.sha256()
     for name in SCHEMA_FILES:
         h.update(f"{name}\n".encode())
-        with open(os.path.join(SCHEMA_DIR, name), "rb") as f:
-            h.update(f.read())
+        h.update(file_bytes(name))
     assert schemas.hash == h.hexdigest()[:16]
     assert len(schemas.hash) == 16 and int(schemas.hash, 16) >= 0
 
 
 def test_schema_hash_changes_with_any_byte(tmp_path):
     for name in SCHEMA_FILES:
-        (tmp_path / name).write_bytes(open(os.path.join(SCHEMA_DIR, name), "rb").read())
+        (tmp_path / name).write_bytes(file_bytes(name))
     same = Schemas(str(tmp_path))
     (tmp_path / "error.json").write_bytes((tmp_path / "error.json").read_bytes() + b"\n")
     changed = Schemas(str(tmp_path))
@@ -95,7 +99,7 @@ def test_schema_hash_changes_with_any_byte(tmp_path):
 def test_missing_schema_file(tmp_path):
     for name in SCHEMA_FILES:
         if name != "cancel.json":
-            (tmp_path / name).write_bytes(open(os.path.join(SCHEMA_DIR, name), "rb").read())
+            (tmp_path / name).write_bytes(file_bytes(name))
     with pytest.raises(RuntimeError, match="cancel.json is missing"):
         Schemas(str(tmp_path))
     with pytest.raises(RuntimeError, match="cannot read the schema directory"):
