@@ -9,12 +9,12 @@ import { UsageError } from './usage.ts'
 export async function bench(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true, strict: true,
-    options: { json: { type: 'boolean' }, save: { type: 'boolean' }, transport: { type: 'string' } },
+    options: { json: { type: 'boolean' }, save: { type: 'boolean' }, transport: { type: 'string' }, baseline: { type: 'boolean' } },
   })
   const [name] = positionals
   if (name !== 'wire') throw new UsageError(`unknown benchmark '${name ?? ''}' (available: wire)`)
   const { wireBench, wireTable } = await import('../../bench/wire.ts')
-  const result = await wireBench({ transport: values.transport })
+  const result = await wireBench({ transport: values.transport, baseline: values.baseline })
   if (values.save) {
     const dir = join(ROOT, 'bench', 'results')
     mkdirSync(dir, { recursive: true })

@@ -180,9 +180,16 @@ export class Connection extends EventEmitter {
     }
   }
 
+  private sending = 0
+
   private enqueueSend(fn: () => Promise<void>): Promise<void> {
     // zeromq.js allows one send at a time per socket (a second concurrent one rejects EBUSY).
-    const next = this.sendChain.then(fn, fn)
+    // When none is in progress, send now rather than after a promise hop.
+    const run = () => {
+      this.sending++
+      return fn().finally(() => { this.sending-- })
+    }
+    const next = this.sending === 0 ? run() : this.sendChain.then(run, run)
     this.sendChain = next.catch(() => undefined)
     return next
   }
@@ -254,16 +261,20 @@ export class Connection extends EventEmitter {
   // -- receiving ----------------------------------------------------------------------------
 
   private async receiveLoop(): Promise<void> {
-    try {
-      for await (const [identity, ...frames] of this.router) {
-        try {
-          this.onMessage(identity!, frames)
-        } catch (e) {
-          this.emit('protocol-error', e)
-        }
+    // A plain receive() loop: one promise per message (the async iterator adds another).
+    while (!this.closed) {
+      let parts: Buffer[]
+      try {
+        parts = await this.router.receive()
+      } catch (e) {
+        if (!this.closed) this.emit('protocol-error', e)
+        return
       }
-    } catch (e) {
-      if (!this.closed) this.emit('protocol-error', e)
+      try {
+        this.onMessage(parts[0]!, parts.slice(1))
+      } catch (e) {
+        this.emit('protocol-error', e)
+      }
     }
   }
 

@@ -15,9 +15,17 @@ export function numel(shape: readonly number[]): number {
   return n
 }
 
-/** Wrap a typed array as a tensor; the shape defaults to 1-d and must match the element count. */
-export function tensor<D extends DType>(data: ArrayForDType[D], shape?: number[], dtype?: D): Tensor<D> {
-  const dt = (dtype ?? dtypeOf(data as TypedArray)) as D
+/** The dtype a typed array stands for when none is given. */
+export type DTypeOf<A> = A extends Float32Array ? 'float32' : A extends Float64Array ? 'float64'
+  : A extends Int8Array ? 'int8' : A extends Int16Array ? 'int16' : A extends Int32Array ? 'int32'
+  : A extends BigInt64Array ? 'int64' : A extends Uint8Array ? 'uint8' : never
+
+/** Wrap a typed array as a tensor; the shape defaults to 1-d and must match the element count.
+ *  Uint16Array needs a dtype (float16 or bfloat16), and a Uint8Array is uint8 unless told 'bool'. */
+export function tensor<A extends TypedArray>(data: A, shape?: number[]): Tensor<DTypeOf<A>>
+export function tensor<D extends DType>(data: ArrayForDType[D], shape: number[] | undefined, dtype: D): Tensor<D>
+export function tensor(data: TypedArray, shape?: number[], dtype?: DType): Tensor {
+  const dt = dtype ?? dtypeOf(data)
   if (arrayTag(data) !== ARRAY_CTOR[dt].name) {
     throw new TypeError(`dtype ${dt} needs a ${ARRAY_CTOR[dt].name}, got ${arrayTag(data)}`)
   }
@@ -28,7 +36,7 @@ export function tensor<D extends DType>(data: ArrayForDType[D], shape?: number[]
   if (numel(s) !== data.length) {
     throw new RangeError(`shape [${s}] holds ${numel(s)} elements but the ${dt} array has ${data.length}`)
   }
-  return { dtype: dt, shape: s, data }
+  return { dtype: dt, shape: s, data } as Tensor
 }
 
 export function nbytes(t: Tensor): number {

@@ -24,6 +24,8 @@ export interface WorkerOptions extends ConnectionOptions {
   /** How long a starting worker may take to say hello (importing torch takes seconds). */
   startTimeoutMs?: number
   heartbeatMs?: number
+  /** Microseconds the worker polls for the next request after a reply before it sleeps. */
+  spinUs?: number
   /** After a stalled request, kill the worker if it is still busy on it this much later. */
   stallKillMs?: number
   /** Start a fresh worker on the next call after this one died (spawned workers only). */
@@ -180,7 +182,8 @@ export class Worker extends EventEmitter {
     const instance = randomUUID().replace(/-/g, '')
     const args = ['-m', 'prcl_worker', '--connect', this.conn.endpoint, '--instance', instance,
       '--parent-pid', String(process.pid), '--schemas', SCHEMAS_DIR, '--device', this.opts.device ?? 'auto',
-      '--heartbeat-ms', String(this.opts.heartbeatMs ?? 1000)]
+      '--heartbeat-ms', String(this.opts.heartbeatMs ?? 1000),
+      ...(this.opts.spinUs === undefined ? [] : ['--spin-us', String(this.opts.spinUs)])]
     const env = { ...process.env, ...this.opts.env, PYTHONPATH: [PY_DIR, process.env.PYTHONPATH].filter(Boolean).join(':'), PYTHONUNBUFFERED: '1' }
     // detached: a Ctrl-C in the terminal reaches the driver only; the driver shuts the worker down.
     const child = spawn(this.python, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
