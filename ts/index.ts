@@ -7,3 +7,7 @@ export { tensor, numel, nbytes, type Tensor, type Tensors } from './wire/tensor.
 export { DTYPES, itemsize, type DType } from './wire/dtype.ts'
 export { PROTOCOL_VERSION, type Hello, type Heartbeat } from './wire/envelope.ts'
 export { OPS, type OpName, type OpArgs, type OpResult } from './wire/ops/index.ts'
+export { paperSettings, tinySettings, paperPolicy, syntheticBatch, type WorkerSettings, type StepPolicy } from './worker/settings.ts'
+export { prclLoss, resolveWeights, term } from './loss/compose.ts'
+export { evaluate as evaluateSchedule, type Schedule, type ScheduleOrNumber } from './loss/schedule.ts'
+export type { LossSpec, LossTerm } from './loss/spec.ts'

@@ -50,7 +50,7 @@ class Schemas:
                         texts[name] = f.read()
         except OSError as exc:
             raise RuntimeError(f"cannot read the schema directory {self.directory}: {exc}") from exc
-        for required in ("request.json", "cancel.json", "ops.json"):
+        for required in ("request.json", "cancel.json", "ops.json", "losses.json", "loss-spec.json"):
             if required not in texts:
                 raise RuntimeError(f"{os.path.join(self.directory, required)} is missing; run `prcl schemas`")
         h = hashlib.sha256()
@@ -64,3 +64,6 @@ class Schemas:
         self.ops = docs["ops.json"]["ops"]
         self.args = {op: Validator(spec["args"], InvalidArgument, "body") for op, spec in self.ops.items()}
         self.results = {op: Validator(spec["result"], InvalidArgument, "result") for op, spec in self.ops.items()}
+        self.losses = docs["losses.json"]["losses"]
+        self.loss_spec = Validator(docs["loss-spec.json"], InvalidArgument, "loss")
+        self.loss_params = {name: fastjsonschema.compile(spec["params"]) for name, spec in self.losses.items()}

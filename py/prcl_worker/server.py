@@ -68,6 +68,11 @@ class Context:
 
     def __init__(self, server):
         self._server = server
+        self.state = {}  # what ops keep between requests (the configured trainer)
+
+    @property
+    def schemas(self):
+        return self._server.schemas
 
     @property
     def hello(self):
@@ -119,6 +124,13 @@ class Server:
         self.control = Control(self, self.zctx, endpoint, heartbeat_ms, parent_pid)
 
     def _check_registry(self):
+        from .losses import LOSS_OPS
+        for name, spec in self.schemas.losses.items():
+            if name not in LOSS_OPS or tuple(spec["inputs"]) != LOSS_OPS[name].inputs:
+                raise SystemExit(f"prcl-worker: loss op '{name}' in schemas/losses.json does not match the registry; "
+                                 "run `prcl schemas` after changing loss ops")
+        if set(LOSS_OPS) != set(self.schemas.losses):
+            raise SystemExit(f"prcl-worker: loss ops {sorted(set(LOSS_OPS) - set(self.schemas.losses))} have no schema")
         served, declared = set(REGISTRY), set(self.schemas.ops)
         if served != declared:
             raise SystemExit(

@@ -3,6 +3,8 @@
 import { createHash } from 'node:crypto'
 import { ENVELOPE_SCHEMAS } from './envelope.ts'
 import { OPS } from './ops/index.ts'
+import { LOSS_OPS } from '../loss/ops.ts'
+import { LossSpec } from '../loss/spec.ts'
 
 const DRAFT7 = 'http://json-schema.org/draft-07/schema#'
 
@@ -20,6 +22,11 @@ export function schemaFiles(): Record<string, string> {
     doc: spec.doc, tensors: spec.tensors, args: spec.args, result: spec.result,
   }]))
   files['ops.json'] = render({ $schema: DRAFT7, $id: 'prcl/ops', ops })
+  files['loss-spec.json'] = render({ $schema: DRAFT7, ...LossSpec })
+  const losses = Object.fromEntries(Object.entries(LOSS_OPS).map(([name, spec]) => [name, {
+    doc: spec.doc, inputs: spec.inputs, params: spec.params,
+  }]))
+  files['losses.json'] = render({ $schema: DRAFT7, $id: 'prcl/losses', losses })
   return files
 }
 

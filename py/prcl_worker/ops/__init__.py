@@ -23,4 +23,4 @@ def register(name, tensors="none"):
     return deco
 
 
-from . import bridge  # noqa: E402,F401  (registers the bridge ops)
+from . import bridge, probe, training  # noqa: E402,F401  (register the ops)

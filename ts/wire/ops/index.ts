@@ -2,9 +2,10 @@
 // read from the generated schemas/ops.json; a schema hash mismatch is refused at connect.
 import type { Static } from 'typebox'
 import { bridgeOps } from './bridge.ts'
+import { probeOps, trainingOps } from './training.ts'
 import type { OpSpec } from './spec.ts'
 
-export const OPS = { ...bridgeOps }
+export const OPS = { ...bridgeOps, ...trainingOps, ...probeOps }
 export type Ops = typeof OPS
 export type OpName = keyof Ops
 export type OpArgs<K extends OpName> = Static<Ops[K]['args']>

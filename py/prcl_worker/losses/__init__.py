@@ -1,0 +1,34 @@
+"""The fixed registry of loss ops. A loss spec names ops from here; nothing else is callable.
+
+Each op takes named input tensors and its params, and returns a scalar tensor, or a
+(scalar, stats) pair whose stats are plain numbers for logging.
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Tuple
+
+from .basic import cross_entropy, unsup_ce, var_reg
+from .prcl import prcl_loss
+
+
+@dataclass(frozen=True)
+class LossOp:
+    fn: Callable
+    inputs: Tuple[str, ...]
+
+
+def _prcl(rep, var, label, mask, prob, generator=None, **params):
+    loss, stats = prcl_loss(rep.float(), var.float(), label, mask, prob, generator=generator,
+                            return_stats=True, **params)
+    return loss, stats
+
+
+LOSS_OPS = {
+    "cross_entropy": LossOp(lambda logits, target, generator=None, **p: cross_entropy(logits, target, **p),
+                            ("logits", "target")),
+    "unsup_ce": LossOp(lambda logits, pseudo, conf, generator=None, **p: unsup_ce(logits, pseudo, conf, **p),
+                       ("logits", "pseudo", "conf")),
+    "prcl": LossOp(_prcl, ("rep", "var", "label", "mask", "prob")),
+    "var_reg": LossOp(lambda var, mask, generator=None, **p: var_reg(var, mask, **p), ("var", "mask")),
+    "sum": LossOp(lambda a, b, generator=None: a + b, ("a", "b")),
+}

@@ -1,0 +1,148 @@
+"""Student DeepLabV3+, its EMA teacher and the uncertainty head (prcl-method.md §2.6, §3, §9).
+
+* ``student_forward(x_l, x_u)``: two separate student forwards (BN statistics per half, §4
+  step 6), then the head once on cat(feat_l, feat_u) (its BN spans both halves).
+* ``teacher_forward(x, mode)``: no-grad teacher logits; ``mode='train'`` (released, Q-ema-2:
+  batch-statistics BN, running stats updated) or ``'eval'``. Each submodule's previous
+  train/eval flag is restored afterwards.
+* ``ema_update()``: decay_t = min(1 − 1/(t+1), α), t = number of earlier updates;
+  θ_T ← decay_t·θ_T + (1 − decay_t)·θ_S over parameters. Buffers (Q-ema-1): ``'own'``
+  (released: untouched), ``'copy'`` (student's copied), ``'ema'`` (float buffers averaged with
+  the same decay, integer ones such as ``num_batches_tracked`` copied). The counter t is the
+  buffer ``ema_steps`` (long, 0-d) so it is part of ``state_dict()`` (Q-ema-4); a Python mirror
+  avoids a device sync per step and is refreshed on ``load_state_dict``.
+* ``param_groups(...)``: the main optimizer's groups (the whole student) and the head
+  optimizer's groups (§9); with ``decay_norm_and_bias=False`` every parameter with ≤ 1
+  dimension (BN weights/biases, conv biases, the head's gamma/beta) goes into a
+  weight-decay-0 subgroup (Q-opt-1).
+"""
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from .deeplab import DeepLabV3Plus
+from .uncertainty import UncertaintyHead
+
+EMA_BUFFER_MODES = ("own", "copy", "ema")
+TEACHER_MODES = ("train", "eval")
+_HAS_FOREACH = hasattr(torch, "_foreach_mul_") and hasattr(torch, "_foreach_add_")
+
+
+def _check_choice(key, value, choices):
+    if value not in choices:
+        raise ValueError(f"{key}: must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def _check_alpha(alpha):
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"ema_alpha: must be a number in [0, 1], got {alpha!r}")
+    return float(alpha)
+
+
+class PrclNet(nn.Module):
+    def __init__(self, num_classes, backbone="resnet101", output_stride=16, rep_dim=256, width=1.0,
+                 alpha=0.99, ema_buffers="own"):
+        super().__init__()
+        _check_choice("ema_buffers", ema_buffers, EMA_BUFFER_MODES)
+        self.alpha = _check_alpha(alpha)
+        self.ema_buffers = ema_buffers
+        self.student = DeepLabV3Plus(num_classes, backbone, output_stride, rep_dim, width)
+        self.head = UncertaintyHead(self.student.feat_channels, self.student.rep_dim)
+        self.teacher = copy.deepcopy(self.student)
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.register_buffer("ema_steps", torch.zeros((), dtype=torch.long))
+        self._ema_t = 0
+
+    # ------------------------------------------------------------------ forwards
+    def student_forward(self, x_l, x_u):
+        out_l = self.student(x_l)
+        out_u = self.student(x_u)
+        var = self.head(torch.cat([out_l["feat"], out_u["feat"]], dim=0))
+        return {
+            "logits_l": out_l["logits"],
+            "logits_u": out_u["logits"],
+            "rep": torch.cat([out_l["rep"], out_u["rep"]], dim=0),
+            "logits_all": torch.cat([out_l["logits"], out_u["logits"]], dim=0),
+            "var": var,
+        }
+
+    forward = student_forward
+
+    def teacher_forward(self, x, mode="train"):
+        _check_choice("teacher mode", mode, TEACHER_MODES)
+        modules = list(self.teacher.modules())
+        previous = [m.training for m in modules]
+        try:
+            self.teacher.train(mode == "train")
+            with torch.no_grad():
+                return self.teacher(x)["logits"]
+        finally:
+            for m, flag in zip(modules, previous):
+                m.training = flag
+
+    # ------------------------------------------------------------------ EMA
+    def ema_decay(self, t=None, alpha=None):
+        t = self._ema_t if t is None else t
+        alpha = self.alpha if alpha is None else alpha
+        return min(1.0 - 1.0 / (t + 1), alpha)
+
+    @torch.no_grad()
+    def ema_update(self, alpha=None, buffers=None):
+        """One EMA step; returns the decay used."""
+        alpha = self.alpha if alpha is None else _check_alpha(alpha)
+        buffers = self.ema_buffers if buffers is None else buffers
+        _check_choice("ema_buffers", buffers, EMA_BUFFER_MODES)
+        decay = self.ema_decay(alpha=alpha)
+        t_params = [p for p in self.teacher.parameters()]
+        s_params = [p.detach() for p in self.student.parameters()]
+        _ema_(t_params, s_params, decay)
+        if buffers != "own":
+            t_bufs, s_bufs = list(self.teacher.buffers()), list(self.student.buffers())
+            if buffers == "copy":
+                for tb, sb in zip(t_bufs, s_bufs):
+                    tb.copy_(sb)
+            else:
+                pairs = [(tb, sb) for tb, sb in zip(t_bufs, s_bufs) if tb.is_floating_point()]
+                if pairs:
+                    _ema_([tb for tb, _ in pairs], [sb for _, sb in pairs], decay)
+                for tb, sb in zip(t_bufs, s_bufs):
+                    if not tb.is_floating_point():
+                        tb.copy_(sb)
+        self._ema_t += 1
+        self.ema_steps.fill_(self._ema_t)
+        return decay
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._ema_t = int(self.ema_steps)
+
+    # ------------------------------------------------------------------ optimizers
+    def param_groups(self, lr, head_lr, weight_decay, decay_norm_and_bias=True):
+        """``(main_groups, head_groups)``: lists of SGD param-group dicts (with a ``name`` key)."""
+        return (_groups("student", self.student, lr, weight_decay, decay_norm_and_bias),
+                _groups("head", self.head, head_lr, weight_decay, decay_norm_and_bias))
+
+
+def _ema_(dst, src, decay):
+    """dst ← decay·dst + (1 − decay)·src, in place."""
+    if _HAS_FOREACH:
+        torch._foreach_mul_(dst, decay)
+        torch._foreach_add_(dst, src, alpha=1.0 - decay)
+    else:  # pragma: no cover - old torch
+        for d, s in zip(dst, src):
+            d.mul_(decay).add_(s, alpha=1.0 - decay)
+
+
+def _groups(name, module, lr, weight_decay, decay_norm_and_bias):
+    params = [p for p in module.parameters() if p.requires_grad]
+    if decay_norm_and_bias:
+        return [{"params": params, "lr": lr, "weight_decay": weight_decay, "name": name}]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [{"params": decay, "lr": lr, "weight_decay": weight_decay, "name": name}]
+    if no_decay:
+        groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": name + "_no_decay"})
+    return groups

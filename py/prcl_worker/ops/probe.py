@@ -1,0 +1,51 @@
+"""loss_probe: the loss pieces on tensors the caller gives (parity tests, reproducing a step)."""
+
+import torch
+
+from ..errors import InvalidArgument
+from ..losses import prcl as fast
+from ..losses.basic import unsup_ce
+from . import register
+
+NEEDS = {
+    "mls": ("mu_a", "var_a", "mu_b", "var_b"),
+    "prototypes": ("mu", "var", "valid"),
+    "prcl": ("rep", "var", "label", "mask", "prob"),
+    "unsup_ce": ("logits", "pseudo", "conf"),
+}
+
+
+@register("loss_probe", tensors="any")
+def loss_probe(ctx, body, tensors):
+    what = body["what"]
+    missing = [n for n in NEEDS[what] if n not in tensors]
+    if missing:
+        raise InvalidArgument(f"loss_probe '{what}' needs tensors {list(NEEDS[what])}; missing {missing}", "tensors")
+    t = {k: v.to(ctx.device) for k, v in tensors.items()}
+    params = body["params"]
+    if what == "mls":
+        return {"value": None}, {"value": fast.mls(t["mu_a"], t["var_a"], t["mu_b"], t["var_b"])}
+    if what == "prototypes":
+        keys = fast.PixelKeys(t["valid"], torch.zeros_like(t["valid"]), 0.0)
+        pmu, pvar = fast.prototypes(t["mu"], t["var"], keys)
+        return {"value": None}, {"proto_mu": pmu, "proto_var": pvar, "present": keys.n > 0}
+    if what == "unsup_ce":
+        return {"value": float(unsup_ce(t["logits"], t["pseudo"], t["conf"], **params))}
+    rep = t["rep"].requires_grad_(body["grad"])
+    var = t["var"].requires_grad_(body["grad"])
+    generator = None
+    if body["seed"] is not None:
+        generator = torch.Generator(device=ctx.device)
+        generator.manual_seed(body["seed"])
+    draws = {"anchors": t["anchors"], "negatives": t["negatives"]} if "anchors" in t else None
+    try:
+        loss, drawn = fast.prcl_loss(rep, var, t["label"], t["mask"], t["prob"], generator=generator,
+                                     draws=draws, return_draws=True, **params)
+    except TypeError as exc:  # an unknown parameter name
+        raise InvalidArgument(f"loss_probe prcl: {exc}", "params") from None
+    out = {"anchors": drawn["anchors"], "negatives": drawn["negatives"]} if body["return_draws"] else {}
+    if body["grad"]:
+        loss.backward()
+        out["grad_rep"] = rep.grad
+        out["grad_var"] = var.grad
+    return {"value": float(loss)}, out

@@ -1,0 +1,99 @@
+"""Training ops: thin wrappers over Trainer, evaluation and state (the work lives there)."""
+
+import time
+
+import torch
+
+from ..errors import InvalidArgument, WireError
+from . import register
+
+
+class NotConfigured(WireError):
+    type = "NotConfigured"
+
+
+def _trainer(ctx):
+    trainer = ctx.state.get("trainer")
+    if trainer is None:
+        raise NotConfigured("the worker is not configured: send configure first")
+    return trainer
+
+
+@register("configure")
+def configure(ctx, body, tensors):
+    from ..trainer import BATCH_TENSORS, MODEL_OUTPUTS, Trainer
+    ctx.state.pop("trainer", None)
+    trainer = Trainer(body, ctx.schemas, ctx.device)
+    ctx.state["trainer"] = trainer
+    net = trainer.net
+    return {
+        "parameters": sum(p.numel() for p in net.student.parameters()),
+        "head_parameters": sum(p.numel() for p in net.head.parameters()),
+        "outputs": list(MODEL_OUTPUTS), "batch_tensors": list(BATCH_TENSORS),
+        "device": str(trainer.device), "threads": trainer.threads,
+    }
+
+
+@register("train_step", tensors="any")
+def train_step(ctx, body, tensors):
+    return _trainer(ctx).train_step(body, tensors)
+
+
+def _images(trainer, tensors, name="x"):
+    x = tensors.get(name)
+    if x is None or x.dtype != torch.float32 or x.ndim != 4:
+        raise InvalidArgument(f"tensor '{name}' must be float32 [B,3,H,W]", f"tensors.{name}")
+    return x.to(trainer.device)
+
+
+@register("eval_step", tensors="any")
+def eval_step(ctx, body, tensors):
+    from ..evaluate import confusion, probabilities
+    trainer = _trainer(ctx)
+    start = time.perf_counter()
+    x = _images(trainer, tensors)
+    y = tensors.get("y")
+    if y is None or y.dtype != torch.int64 or y.shape != (x.shape[0],) + tuple(x.shape[2:]):
+        raise InvalidArgument("tensor 'y' must be int64 [B,H,W] matching x", "tensors.y")
+    probs = probabilities(trainer, body["model"], x, body["mode"], body.get("window"), body.get("stride"))
+    cm = confusion(probs.argmax(1), y.to(trainer.device), trainer.num_classes)
+    return ({"pixels": int(cm.sum()), "time_ms": (time.perf_counter() - start) * 1000},
+            {"confusion": cm.cpu()})
+
+
+@register("predict", tensors="any")
+def predict(ctx, body, tensors):
+    from ..evaluate import probabilities, variance_map
+    trainer = _trainer(ctx)
+    x = _images(trainer, tensors)
+    out = {}
+    probs = probabilities(trainer, body["model"], x)
+    if "classes" in body["outputs"]:
+        out["classes"] = probs.argmax(1)
+    if "probs" in body["outputs"]:
+        out["probs"] = probs
+    if "var" in body["outputs"]:
+        out["var"] = variance_map(trainer, body["model"], x)
+    return {"shape": list(x.shape)}, out
+
+
+@register("save")
+def save(ctx, body, tensors):
+    from ..state import save_state
+    return {"path": body["path"], "bytes": save_state(_trainer(ctx), body["path"])}
+
+
+@register("load")
+def load(ctx, body, tensors):
+    from ..state import load_state
+    try:
+        step = load_state(_trainer(ctx), body["path"])
+    except (FileNotFoundError, ValueError) as exc:
+        raise InvalidArgument(str(exc), "path") from None
+    return {"path": body["path"], "step": step}
+
+
+@register("reset")
+def reset(ctx, body, tensors):
+    was = ctx.state.pop("trainer", None) is not None
+    return {"was_configured": was}

@@ -1,0 +1,101 @@
+"""The worker's whole state on disk: model, teacher, head, optimizers, scaler, RNG, step.
+
+Written to `<path>.tmp` and renamed, so a crash mid-save never leaves a file that looks whole.
+The file holds only tensors and one JSON string (everything else, with tensors replaced by their
+index), so torch's weights-only unpickler can read it on torch 1.13 too (which refuses floats)
+and nothing in it can run code when loaded.
+"""
+
+import inspect
+import json
+import os
+
+import torch
+
+FORMAT = "prcl-worker-state/1"
+
+
+def _split(value, tensors):
+    if torch.is_tensor(value):
+        tensors.append(value.detach().cpu())
+        return {"__tensor__": len(tensors) - 1}
+    if isinstance(value, dict):
+        if not all(isinstance(k, (str, int)) for k in value):
+            raise TypeError("state dict keys must be strings or integers")
+        # JSON keys are strings: remember which were integers (optimizer state is keyed by int).
+        return {"__dict__": [[k, _split(v, tensors)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return [_split(v, tensors) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store a {type(value).__name__} in the worker state")
+
+
+def _join(value, tensors):
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        return {k: _join(v, tensors) for k, v in value["__dict__"]}
+    if isinstance(value, list):
+        return [_join(v, tensors) for v in value]
+    return value
+
+
+def _torch_load(path):
+    kwargs = {"map_location": "cpu"}
+    if "weights_only" in inspect.signature(torch.load).parameters:
+        kwargs["weights_only"] = True
+    return torch.load(path, **kwargs)
+
+
+def save_state(trainer, path):
+    state = {
+        "format": FORMAT,
+        "step": trainer.step,
+        "net": trainer.net.state_dict(),
+        "opt": trainer.opt.state_dict(),
+        "opt_head": trainer.opt_head.state_dict(),
+        "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "loss": trainer.generator.get_state(),
+        },
+    }
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tensors = []
+    meta = json.dumps(_split(state, tensors))
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, "meta": meta, "tensors": tensors}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return os.path.getsize(path)
+
+
+def load_state(trainer, path):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no worker state at {path}")
+    try:
+        raw = _torch_load(path)
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            raise ValueError(f"not a worker state of format {FORMAT}")
+        state = _join(json.loads(raw["meta"]), raw["tensors"])
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported with its name
+        raise ValueError(f"{path} is not a readable worker state ({type(exc).__name__}: {exc})") from None
+    try:
+        trainer.net.load_state_dict(state["net"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not fit the configured model: {exc}") from None
+    trainer.opt.load_state_dict(state["opt"])
+    trainer.opt_head.load_state_dict(state["opt_head"])
+    if trainer.scaler is not None and state["scaler"] is not None:
+        trainer.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    trainer.generator.set_state(state["rng"]["loss"])
+    trainer.step = state["step"]
+    return state["step"]

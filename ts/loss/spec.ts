@@ -1,0 +1,22 @@
+// The loss composition, declared as data: terms with an op from the worker's fixed registry,
+// inputs named by model output or batch tensor (or another term), params and a weight.
+import Type, { type Static } from 'typebox'
+import { ScheduleOrNumber } from './schedule.ts'
+
+export const InputRef = Type.String({ pattern: '^(model|batch|term)\\.[A-Za-z_][A-Za-z0-9_]*$' })
+
+export const LossTerm = Type.Object({
+  name: Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,63}$' }),
+  op: Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' }),
+  inputs: Type.Record(Type.String(), InputRef),
+  params: Type.Optional(Type.Record(Type.String(), Type.Union([Type.Number(), Type.String(), Type.Boolean(), Type.Null()]))),
+  weight: ScheduleOrNumber,
+  enabled: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false })
+export type LossTerm = Static<typeof LossTerm>
+
+export const LossSpec = Type.Object({
+  version: Type.Literal(1),
+  terms: Type.Array(LossTerm, { minItems: 1, maxItems: 32 }),
+}, { additionalProperties: false, $id: 'prcl/loss-spec' })
+export type LossSpec = Static<typeof LossSpec>

@@ -1,0 +1,163 @@
+// Ops of the training worker: configure, train_step, eval_step, predict, save, load, reset.
+import Type from 'typebox'
+import { LossSpec } from '../../loss/spec.ts'
+import { op } from './spec.ts'
+
+const Closed = { additionalProperties: false } as const
+const Prob = Type.Number({ minimum: 0, maximum: 1 })
+const PosNum = Type.Number({ minimum: 0 })
+
+export const ModelConfig = Type.Object({
+  num_classes: Type.Integer({ minimum: 2, maximum: 1000 }),
+  backbone: Type.Enum(['resnet18', 'resnet50', 'resnet101']),
+  output_stride: Type.Union([Type.Literal(8), Type.Literal(16)]),
+  rep_dim: Type.Integer({ minimum: 2, maximum: 4096 }),
+  // Channel-width factor of a reduced backbone (resnet18 only; 1 = torchvision's widths).
+  width: Type.Number({ exclusiveMinimum: 0, maximum: 1 }),
+  // A torchvision ImageNet checkpoint on local disk, or null for random initialisation.
+  pretrained: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
+}, Closed)
+
+export const ConfigureArgs = Type.Object({
+  seed: Type.Integer({ minimum: 0, maximum: 2 ** 53 - 1 }),
+  deterministic: Type.Boolean(),
+  threads: Type.Union([Type.Integer({ minimum: 1, maximum: 1024 }), Type.Null()]),
+  model: ModelConfig,
+  ema: Type.Object({ alpha: Prob, buffers: Type.Enum(['own', 'copy', 'ema']) }, Closed),
+  teacher: Type.Object({ bn_mode: Type.Enum(['train', 'eval']) }, Closed),
+  optim: Type.Object({
+    momentum: Prob,
+    nesterov: Type.Boolean(),
+    weight_decay: PosNum,
+    decay_norm_and_bias: Type.Boolean(),
+    grad_clip: Type.Union([Type.Number({ exclusiveMinimum: 0 }), Type.Null()]),
+  }, Closed),
+  amp: Type.Enum(['none', 'bf16', 'fp16']),
+  channels_last: Type.Boolean(),
+  loss: LossSpec,
+}, Closed)
+
+const Box = Type.Array(Type.Integer({ minimum: 0 }), { minItems: 4, maxItems: 4 })
+const Rescale = Type.Object({
+  scale: Type.Number({ exclusiveMinimum: 0, maximum: 16 }),
+  top: Type.Integer({ minimum: 0 }), left: Type.Integer({ minimum: 0 }),
+  crop_h: Type.Integer({ minimum: 1 }), crop_w: Type.Integer({ minimum: 1 }),
+}, Closed)
+const Jitter = Type.Object({
+  brightness: Type.Number({ exclusiveMinimum: 0 }), contrast: Type.Number({ exclusiveMinimum: 0 }),
+  saturation: Type.Number({ exclusiveMinimum: 0 }), hue: Type.Number({ minimum: -0.5, maximum: 0.5 }),
+  order: Type.Array(Type.Integer({ minimum: 0, maximum: 3 }), { minItems: 4, maxItems: 4 }),
+}, Closed)
+/** Augmentation of one image, every random choice drawn by the driver. */
+export const ImageAug = Type.Object({
+  rescale: Type.Optional(Rescale),
+  flip: Type.Optional(Type.Boolean()),
+  jitter: Type.Optional(Type.Union([Jitter, Type.Null()])),
+  blur: Type.Optional(Type.Union([Type.Object({ sigma: PosNum }, Closed), Type.Null()])),
+}, Closed)
+
+export const Policy = Type.Object({
+  // Unlabeled pixel enters the PRCL pool when the teacher's confidence is at least this.
+  weak_threshold: Prob,
+  mix: Type.Enum(['classmix', 'cutmix', 'cutout', 'none']),
+  classmix_ignore_is_class: Type.Boolean(),
+  conf_quantization: Type.Enum(['none', 'uint8_trunc']),
+}, Closed)
+
+const Losses = Type.Record(Type.String(), Type.Object({ value: Type.Number(), weight: Type.Number() }, Closed))
+const Timing = Type.Record(Type.String(), Type.Number())
+
+export const trainingOps = {
+  configure: op({
+    doc: 'Build the model, teacher, optimizers and loss graph; replaces any earlier state.',
+    args: ConfigureArgs,
+    result: Type.Object({
+      parameters: Type.Integer(), head_parameters: Type.Integer(), outputs: Type.Array(Type.String()),
+      batch_tensors: Type.Array(Type.String()), device: Type.String(), threads: Type.Integer(),
+    }, Closed),
+    tensors: 'none',
+  }),
+  train_step: op({
+    doc: 'One semi-supervised step. Tensors: x_l [B,3,H,W] float32 normalised, y_l [B,H,W] int64 (-1 ignore), x_u [B,3,H,W].',
+    args: Type.Object({
+      step: Type.Integer({ minimum: 0 }),
+      lr: PosNum,
+      head_lr: PosNum,
+      weights: Type.Record(Type.String(), Type.Number()),
+      params: Type.Optional(Type.Record(Type.String(), Type.Record(Type.String(), Type.Union([Type.Number(), Type.String(), Type.Boolean(), Type.Null()])))),
+      policy: Policy,
+      labeled_aug: Type.Optional(Type.Array(ImageAug, { maxItems: 1024 })),
+      unlabeled_aug: Type.Optional(Type.Array(ImageAug, { maxItems: 1024 })),
+      mix: Type.Optional(Type.Array(Type.Object({ seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1 })), box: Type.Optional(Box) }, Closed), { maxItems: 1024 })),
+    }, Closed),
+    result: Type.Object({
+      step: Type.Integer(),
+      total: Type.Number(),
+      losses: Losses,
+      stats: Type.Object({
+        mask_ratio: Type.Number(),
+        classes_present: Type.Integer(),
+        anchor_classes: Type.Integer(),
+        grad_norm: Type.Union([Type.Number(), Type.Null()]),
+        ema_decay: Type.Number(),
+      }, Closed),
+      time_ms: Timing,
+    }, Closed),
+    tensors: 'any',
+  }),
+  eval_step: op({
+    doc: 'Confusion matrix [C,C] (rows = truth) of a network on x [B,3,H,W] against y [B,H,W].',
+    args: Type.Object({
+      model: Type.Enum(['teacher', 'student']),
+      mode: Type.Enum(['whole', 'sliding']),
+      window: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 2, maxItems: 2 })),
+      stride: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 2, maxItems: 2 })),
+    }, Closed),
+    result: Type.Object({ pixels: Type.Integer({ minimum: 0 }), time_ms: Type.Number() }, Closed),
+    tensors: 'any',
+  }),
+  predict: op({
+    doc: 'Class map, probabilities and the σ² map (mean over dimensions) for x [B,3,H,W].',
+    args: Type.Object({
+      model: Type.Enum(['teacher', 'student']),
+      outputs: Type.Array(Type.Enum(['classes', 'probs', 'var']), { minItems: 1, maxItems: 3 }),
+    }, Closed),
+    result: Type.Object({ shape: Type.Array(Type.Integer()) }, Closed),
+    tensors: 'any',
+  }),
+  save: op({
+    doc: "Write the worker's whole state (model, teacher, optimizers, RNG) to a path, atomically.",
+    args: Type.Object({ path: Type.String({ minLength: 1 }) }, Closed),
+    result: Type.Object({ path: Type.String(), bytes: Type.Integer() }, Closed),
+    tensors: 'none',
+  }),
+  load: op({
+    doc: 'Restore a state written by save; the worker must be configured with the same model.',
+    args: Type.Object({ path: Type.String({ minLength: 1 }) }, Closed),
+    result: Type.Object({ path: Type.String(), step: Type.Union([Type.Integer(), Type.Null()]) }, Closed),
+    tensors: 'none',
+  }),
+  reset: op({
+    doc: 'Drop the configured model and optimizers.',
+    args: Type.Object({}, Closed),
+    result: Type.Object({ was_configured: Type.Boolean() }, Closed),
+    tensors: 'none',
+  }),
+}
+
+/** Loss pieces on given tensors, for parity tests against py/reference and for reproducing a
+ *  step's loss outside training. */
+export const probeOps = {
+  loss_probe: op({
+    doc: "Evaluate 'mls' (mu_a, var_a, mu_b, var_b), 'prototypes' (mu, var [N,D], valid [N,C]), 'prcl' (rep, var, label, mask, prob; optional anchors/negatives draws) or 'unsup_ce' (logits, pseudo, conf) on the given tensors.",
+    args: Type.Object({
+      what: Type.Enum(['mls', 'prototypes', 'prcl', 'unsup_ce']),
+      params: Type.Record(Type.String(), Type.Union([Type.Number(), Type.String(), Type.Boolean(), Type.Null()])),
+      seed: Type.Union([Type.Integer({ minimum: 0, maximum: 2 ** 53 - 1 }), Type.Null()]),
+      return_draws: Type.Boolean(),
+      grad: Type.Boolean(),
+    }, Closed),
+    result: Type.Object({ value: Type.Union([Type.Number(), Type.Null()]) }, Closed),
+    tensors: 'any',
+  }),
+}
