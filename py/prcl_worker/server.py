@@ -4,6 +4,7 @@ Every malformed message is answered with an error naming the problem (or, when i
 a request, dropped with a log line); the loop itself never dies on input.
 """
 
+import collections
 import os
 import platform
 import signal
@@ -20,9 +21,12 @@ import zmq
 from . import PROTOCOL_VERSION, __version__
 from .codec import decode_tensors, encode_tensors
 from .control import Control
+from concurrent.futures import ThreadPoolExecutor
+
 from .errors import (BadMessage, Cancelled, DeadlineExceeded, InvalidArgument, StaleInstance, UnknownOp,
                      WireError, error_body)
 from .ops import REGISTRY
+from .names import BATCH_TENSORS, MODEL_OUTPUTS
 from .schemas import Schemas
 
 MAX_HEADER_BYTES = 1 << 20
@@ -82,6 +86,17 @@ class Context:
     def device(self):
         return self._server.device
 
+    def prepared(self, compute):
+        """The current request's host-side preparation: computed ahead in the pool when the
+        request arrived while another ran, else now."""
+        future = self._server.current_prepared
+        return future.result() if future is not None else compute()
+
+    def prefetch(self):
+        """Pick up requests that arrived meanwhile and start their preparation (ops call this
+        between phases so request n+1 decodes while request n computes)."""
+        self._server.prefetch()
+
     def cancelled(self):
         busy = self._server.busy
         return busy is not None and busy[1] in self._server.cancelled_ids
@@ -95,7 +110,7 @@ class Context:
 
 class Server:
     def __init__(self, endpoint, instance=None, schemas_dir=None, device="auto", heartbeat_ms=1000,
-                 parent_pid=None, quiet=False, spin_us=300):
+                 parent_pid=None, quiet=False, spin_us=300, prepare_threads=2):
         self.endpoint = endpoint
         self.instance = instance or uuid.uuid4().hex
         self.quiet = quiet
@@ -104,9 +119,13 @@ class Server:
         self._check_registry()
         self.device = _resolve_device(device)
         self.heartbeat_ms = heartbeat_ms
-        self.counters = {"received": 0, "replied": 0, "errors": 0, "dropped": 0}
+        self.counters = {"received": 0, "replied": 0, "errors": 0, "dropped": 0, "prepared_ahead": 0}
         self.by_error = {}
         self.busy = None  # (op, id, epoch ms, monotonic) while an op runs; read by the control thread
+        self.pending = collections.deque()  # received, not yet served: [frames, received, future]
+        self.current_prepared = None
+        self._pool = None
+        self.prepare_threads = prepare_threads
         self.cancelled_ids = set()
         self.stopping = False
         self.started = time.monotonic()
@@ -151,6 +170,8 @@ class Server:
             "torch": torch.__version__, "cuda": cuda, "device": self.device, "device_name": device_name,
             "numpy": np.__version__, "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
             "heartbeat_ms": self.heartbeat_ms, "schema_hash": self.schemas.hash, "ops": self.schemas.ops,
+            "model_outputs": list(MODEL_OUTPUTS), "batch_tensors": list(BATCH_TENSORS),
+            "loss_ops": sorted(self.schemas.losses),
         }
 
     def log(self, message):
@@ -191,10 +212,13 @@ class Server:
 
     # -- receiving -----------------------------------------------------------------------------
 
-    def handle(self, frames):
+    def handle(self, frames, received=None, prepared=None):
         """Answer one message. Never raises on bad input."""
         self.counters["received"] += 1
-        received = time.monotonic()
+        received = time.monotonic() if received is None else received
+        self.current_prepared = prepared
+        if prepared is not None:
+            self.counters["prepared_ahead"] += 1
         request_id, op = None, None
         try:
             header = self._read_header(frames[0])
@@ -223,6 +247,7 @@ class Server:
             self._send_error(request_id, op, exc)
         finally:
             self.busy = None
+            self.current_prepared = None
             self.cancelled_ids.discard(request_id)
 
     def _read_header(self, frame):
@@ -274,6 +299,31 @@ class Server:
         if self._send([pack(reply), *out_frames], f"reply to request {rid}"):
             self.counters["replied"] += 1
 
+    # -- reading ahead -------------------------------------------------------------------------
+
+    def prefetch(self):
+        """Move what has arrived into `pending`, starting the preparation of requests whose op
+        has one. Checks here only decide whether to prepare; errors are reported when served."""
+        while True:
+            try:
+                frames = self.sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            entry = [frames, time.monotonic(), None]
+            try:
+                header = self._read_header(frames[0])
+                op = REGISTRY.get(header.get("op")) if isinstance(header, dict) and header.get("kind") == "req" else None
+                if op is not None and op.prepare is not None and header.get("instance") == self.instance:
+                    self.schemas.request(header)
+                    self.schemas.args[op.name](header["body"])
+                    tensors = decode_tensors(header["tensors"], frames)
+                    if self._pool is None:
+                        self._pool = ThreadPoolExecutor(self.prepare_threads, thread_name_prefix="prcl-prepare")
+                    entry[2] = self._pool.submit(op.prepare, header["body"], tensors)
+            except Exception:  # noqa: BLE001 - served (and answered) in order later
+                pass
+            self.pending.append(entry)
+
     # -- the loop ------------------------------------------------------------------------------
 
     def _on_monitor(self):
@@ -296,29 +346,30 @@ class Server:
         self.log(f"instance {self.instance} on {self.device}, connecting to {self.endpoint}")
         reason = "shutdown op"
         try:
+            spin_until = 0.0
             while not self.stopping:
+                if self.pending:
+                    frames, received, prepared = self.pending.popleft()
+                    # Read ahead before serving, so the next request prepares while this one runs.
+                    self.prefetch()
+                    self.handle(frames, received, prepared)
+                    # Poll briefly before sleeping in the kernel: a driver that answers at
+                    # once (a request loop) saves a thread wake-up (~50 us on 2 cores).
+                    spin_until = time.perf_counter() + self.spin_s
+                    continue
+                self.prefetch()
+                if self.pending or time.perf_counter() < spin_until:
+                    continue
                 events = dict(poller.poll(250))
                 if self.monitor in events:
                     self._on_monitor()
-                if self.sock in events:
-                    # Drain what is queued before polling again.
-                    spin_until = 0.0
-                    while not self.stopping:
-                        try:
-                            frames = self.sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            if time.perf_counter() < spin_until:
-                                continue
-                            break
-                        self.handle(frames)
-                        # Poll briefly before sleeping in the kernel: a driver that answers at
-                        # once (a request loop) saves a thread wake-up (~50 us on 2 cores).
-                        spin_until = time.perf_counter() + self.spin_s
         except Shutdown as exc:
             reason = str(exc)
         finally:
             self.control.stop()
             self.control.join(timeout=2)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
             self.sock.disable_monitor()
             self.monitor.close(linger=0)
             self.sock.close(linger=0)

@@ -14,8 +14,7 @@ from .graph import LossGraph
 from .model import build_model
 from .errors import InvalidArgument
 
-MODEL_OUTPUTS = ("logits_l", "logits_u", "rep", "var", "logits_all")
-BATCH_TENSORS = ("y_l", "pseudo", "conf", "feat_label", "feat_mask", "feat_prob")
+from .names import BATCH_TENSORS, MODEL_OUTPUTS
 
 
 def pick_threads(requested):
@@ -100,26 +99,47 @@ class Trainer:
 
     # -- the step -------------------------------------------------------------------------------
 
-    def train_step(self, body, tensors):
+    def _images(self, body, tensors, decoded):
+        """x_l, y_l, x_u on the device, labeled augmentation applied; from decoded bytes or raw tensors."""
+        from . import augment
+
+        if decoded["img_l"]:
+            imgs = [augment.normalize(t.to(self.device, non_blocking=True)) for t in decoded["img_l"]]
+            lbls = [t.to(self.device, non_blocking=True) for t in decoded["lbl_l"]]
+            x_l, y_l, _ = augment.augment_batch(imgs, lbls, None, self._per_image(body.get("labeled_aug") or [{}] * len(imgs), imgs, "labeled_aug"))
+        else:
+            x_l = self._tensor(tensors, "x_l", torch.float32, 4)
+            y_l = self._tensor(tensors, "y_l", torch.int64, 3)
+            if body.get("labeled_aug"):
+                x_l, y_l, _ = augment.augment_batch(x_l, y_l, None, self._per_image(body["labeled_aug"], x_l, "labeled_aug"))
+        if decoded["img_u"]:
+            imgs = [augment.normalize(t.to(self.device, non_blocking=True)) for t in decoded["img_u"]]
+            x_u, _, _ = augment.augment_batch(imgs, None, None, self._per_image(body.get("unlabeled_crop") or [{}] * len(imgs), imgs, "unlabeled_crop"))
+        else:
+            x_u = self._tensor(tensors, "x_u", torch.float32, 4)
+            if body.get("unlabeled_crop"):
+                x_u, _, _ = augment.augment_batch(x_u, None, None, self._per_image(body["unlabeled_crop"], x_u, "unlabeled_crop"))
+        if self.cfg["channels_last"]:
+            x_l = x_l.contiguous(memory_format=torch.channels_last)
+            x_u = x_u.contiguous(memory_format=torch.channels_last)
+        if x_l.shape[0] != y_l.shape[0] or x_l.shape[2:] != y_l.shape[1:]:
+            raise InvalidArgument(f"x_l {list(x_l.shape)} and y_l {list(y_l.shape)} do not match", "tensors.y_l")
+        lo, hi = torch.aminmax(y_l) if hasattr(torch, "aminmax") else (y_l.min(), y_l.max())
+        if int(hi) >= self.num_classes or int(lo) < -1:
+            raise InvalidArgument(f"y_l holds labels outside -1..{self.num_classes - 1}", "tensors.y_l")
+        return x_l, y_l, x_u
+
+    def train_step(self, body, tensors, decoded, prefetch=lambda: None):
         from . import augment  # imported lazily: PIL and torchvision transforms are not needed before
 
         times = {}
         t0 = time.perf_counter()
-        x_l = self._tensor(tensors, "x_l", torch.float32, 4)
-        y_l = self._tensor(tensors, "y_l", torch.int64, 3)
-        x_u = self._tensor(tensors, "x_u", torch.float32, 4)
-        if x_l.shape[0] != y_l.shape[0] or x_l.shape[2:] != y_l.shape[1:]:
-            raise InvalidArgument(f"x_l {list(x_l.shape)} and y_l {list(y_l.shape)} do not match", "tensors.y_l")
-        if int(y_l.max()) >= self.num_classes or int(y_l.min()) < -1:
-            raise InvalidArgument(f"y_l holds labels outside -1..{self.num_classes - 1}", "tensors.y_l")
+        x_l, y_l, x_u = self._images(body, tensors, decoded)
         policy = body["policy"]
         for g in self.opt.param_groups:
             g["lr"] = body["lr"]
         for g in self.opt_head.param_groups:
             g["lr"] = body["head_lr"]
-
-        if body.get("labeled_aug"):
-            x_l, y_l, _ = augment.augment_batch(x_l, y_l, None, self._per_image(body["labeled_aug"], x_l, "labeled_aug"))
         self._sync()
         times["augment_l"] = (time.perf_counter() - t0) * 1000
 
@@ -171,6 +191,8 @@ class Trainer:
                 "feat_mask": down_nearest(weak, (h, w)),
                 "feat_prob": torch.softmax(model["logits_all"].detach(), 1),
             }
+        # The next request has likely arrived by now: start decoding it while this one computes.
+        prefetch()
         self._sync()
         times["forward"] = (time.perf_counter() - t2) * 1000
 
@@ -225,6 +247,7 @@ class Trainer:
         }
 
     def _per_image(self, params, x, name):
-        if params and len(params) != x.shape[0]:
-            raise InvalidArgument(f"{name} has {len(params)} entries for {x.shape[0]} images", name)
+        n = len(x) if isinstance(x, list) else x.shape[0]
+        if params and len(params) != n:
+            raise InvalidArgument(f"{name} has {len(params)} entries for {n} images", name)
         return params

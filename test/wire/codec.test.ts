@@ -58,3 +58,9 @@ describe('encode', () => {
     expect(h.b).toBe(2n ** 60n)
   })
 })
+
+describe('header packing', () => {
+  it('drops properties that are undefined, as JSON does', () => {
+    expect(unpackHeader(packHeader({ a: 1, b: undefined, c: { d: undefined, e: 2 } }))).toEqual({ a: 1, c: { e: 2 } })
+  })
+})

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { resolveWeights } from '../../ts/loss/compose.ts'
 import { WorkerError } from '../../ts/wire/errors.ts'
 import type { OpArgs } from '../../ts/wire/ops/index.ts'
-import { tensor } from '../../ts/wire/tensor.ts'
+import { tensor, type Tensor } from '../../ts/wire/tensor.ts'
+import { encodeLabelPng, encodeRgbPng } from '../../ts/data/png.ts'
 import { paperPolicy, syntheticBatch, tinySettings, type WorkerSettings } from '../../ts/worker/settings.ts'
 import type { Worker } from '../../ts/worker/worker.ts'
 import { attachShared } from '../setup/attach.ts'
@@ -158,4 +159,87 @@ describe('configuration errors name the problem', () => {
     const junk = await worker.call('configure', tinySettings({ model: { pretrained: join(dir, 'junk.pth') } })).catch((e) => e)
     expect(junk.message).toContain('junk.pth')
   })
+})
+
+describe('encoded images', () => {
+  const size = 40
+  const mean = [0.485, 0.456, 0.406]
+  const std = [0.229, 0.224, 0.225]
+
+  function pngs(seed: number) {
+    // Two labeled and two unlabeled RGB PNGs with palette label PNGs, and the same as raw tensors.
+    let s = seed
+    const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296)
+    const enc: Record<string, Tensor> = {}
+    const xs: Float32Array[] = []
+    const ys: bigint[] = []
+    for (const [prefix, n] of [['img_l', 2], ['img_u', 2]] as const) {
+      for (let i = 0; i < n; i++) {
+        const rgb = new Uint8Array(size * size * 3)
+        const lbl = new Uint8Array(size * size)
+        for (let p = 0; p < size * size; p++) {
+          const k = ((p % size) > size / 2 ? 1 : 0) + (Math.floor(p / size) > size / 2 ? 2 : 0)
+          lbl[p] = p % 97 === 0 ? 255 : k
+          for (let c = 0; c < 3; c++) rgb[p * 3 + c] = Math.min(255, k * 60 + Math.floor(rnd() * 40))
+        }
+        enc[`${prefix}.${i}`] = tensor(new Uint8Array(encodeRgbPng(size, size, rgb)), undefined, 'uint8')
+        if (prefix === 'img_l') {
+          enc[`lbl_l.${i}`] = tensor(new Uint8Array(encodeLabelPng(size, size, lbl)), undefined, 'uint8')
+          for (const v of lbl) ys.push(v === 255 ? -1n : BigInt(v))
+        }
+        const x = new Float32Array(3 * size * size)
+        for (let c = 0; c < 3; c++) for (let p = 0; p < size * size; p++) x[c * size * size + p] = Math.fround((rgb[p * 3 + c]! / 255 - mean[c]!) / std[c]!)
+        xs.push(x)
+      }
+    }
+    const cat = (a: Float32Array[]) => { const o = new Float32Array(a.length * a[0]!.length); a.forEach((x, i) => o.set(x, i * x.length)); return o }
+    const raw = {
+      x_l: tensor(cat(xs.slice(0, 2)), [2, 3, size, size]),
+      y_l: tensor(BigInt64Array.from(ys), [2, size, size]),
+      x_u: tensor(cat(xs.slice(2)), [2, 3, size, size]),
+    }
+    return { enc, raw }
+  }
+
+  function body(settings: WorkerSettings, step: number): OpArgs<"train_step"> {
+    const crop = (i: number) => ({ rescale: { scale: 0.9, top: i, left: 1, crop_h: 33, crop_w: 33 } })
+    return {
+      ...stepBody(settings, step, 'none'),
+      unlabeled_aug: undefined,
+      labeled_aug: [{ ...crop(0), flip: true }, crop(1)],
+      unlabeled_crop: [crop(2), crop(0)],
+    }
+  }
+
+  it('decodes PNG bytes on the worker and trains as on the same raw tensors', async () => {
+    const settings = tinySettings()
+    const { enc, raw } = pngs(3)
+    await worker.call('configure', settings)
+    const a = await worker.call('train_step', body(settings, 0), { tensors: enc })
+    await worker.call('configure', settings)
+    const b = await worker.call('train_step', body(settings, 0), { tensors: raw })
+    expect(a.body.total).toBeGreaterThan(0)
+    expect(Math.abs(a.body.total - b.body.total)).toBeLessThan(1e-4 * b.body.total)
+  }, 120_000)
+
+  it('prepares the next request while the current one runs', async () => {
+    const settings = tinySettings()
+    const { enc } = pngs(4)
+    await worker.call('configure', settings)
+    const before = (await worker.call('stats', {})).body.prepared_ahead
+    await Promise.all([0, 1, 2, 3, 4, 5].map((s) => worker.call('train_step', body(settings, s), { tensors: enc })))
+    const after = (await worker.call('stats', {})).body.prepared_ahead
+    expect(after - before).toBeGreaterThanOrEqual(3)
+  }, 120_000)
+
+  it('names an image that does not decode', async () => {
+    const settings = tinySettings()
+    const { enc } = pngs(5)
+    await worker.call('configure', settings)
+    const bad = { ...enc, 'img_u.1': tensor(new Uint8Array([1, 2, 3, 4]), undefined, 'uint8') }
+    const err = await worker.call('train_step', body(settings, 0), { tensors: bad }).catch((e) => e)
+    expect(err).toBeInstanceOf(WorkerError)
+    expect(err.message).toMatch(/img_u\.1: cannot decode image/)
+    expect(err.path).toBe('tensors.img_u.1')
+  }, 120_000)
 })

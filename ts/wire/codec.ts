@@ -8,7 +8,9 @@ import { numel, tensorBytes, tensorFromBytes, type Tensor, type Tensors } from '
 
 // Records are a msgpackr-only extension that Python cannot read; int64 'auto' keeps safe
 // integers as numbers so results stay JSON-serialisable.
-const packr = new Packr({ useRecords: false })
+// skipValues drops properties set to undefined, as JSON does; msgpackr would otherwise send them
+// as an extension type that Python reads as a 1-tuple.
+const packr = new Packr({ useRecords: false, skipValues: [undefined] } as ConstructorParameters<typeof Packr>[0])
 // ('auto' is implemented by msgpackr 2.1 but missing from its type declarations.)
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'auto' as 'number' })
 

@@ -126,6 +126,10 @@ export const Hello = Type.Object({
   heartbeat_ms: Type.Integer({ minimum: 1 }),
   schema_hash: Type.String(),
   ops: Type.Record(Type.String(), OpDescriptor),
+  // Names a loss spec may reference: model.<output>, batch.<tensor>, and the loss ops.
+  model_outputs: Type.Array(Type.String()),
+  batch_tensors: Type.Array(Type.String()),
+  loss_ops: Type.Array(Type.String()),
 }, { $id: 'prcl/hello' })
 export type Hello = Static<typeof Hello>
 

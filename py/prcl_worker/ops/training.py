@@ -34,9 +34,16 @@ def configure(ctx, body, tensors):
     }
 
 
-@register("train_step", tensors="any")
+def prepare_train_inputs(body, tensors):
+    from ..inputs import decode_inputs
+    return decode_inputs(body, tensors)
+
+
+@register("train_step", tensors="any", prepare=prepare_train_inputs)
 def train_step(ctx, body, tensors):
-    return _trainer(ctx).train_step(body, tensors)
+    trainer = _trainer(ctx)
+    decoded = ctx.prepared(lambda: prepare_train_inputs(body, tensors))
+    return trainer.train_step(body, tensors, decoded, ctx.prefetch)
 
 
 def _images(trainer, tensors, name="x"):

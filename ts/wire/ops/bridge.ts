@@ -52,6 +52,8 @@ export const bridgeOps = {
       replied: Type.Integer({ minimum: 0 }),
       errors: Type.Integer({ minimum: 0 }),
       dropped: Type.Integer({ minimum: 0 }),
+      // Requests whose host-side preparation (decoding) ran while an earlier request computed.
+      prepared_ahead: Type.Integer({ minimum: 0 }),
       by_error: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
       uptime_s: Type.Number(),
       rss_mb: Type.Number(),

@@ -78,7 +78,7 @@ export const trainingOps = {
     tensors: 'none',
   }),
   train_step: op({
-    doc: 'One semi-supervised step. Tensors: x_l [B,3,H,W] float32 normalised, y_l [B,H,W] int64 (-1 ignore), x_u [B,3,H,W].',
+    doc: 'One semi-supervised step. Tensors: encoded bytes img_l.<i>, lbl_l.<i>, img_u.<i> (uint8 1-d JPEG/PNG), or raw x_l [B,3,H,W] float32 normalised, y_l [B,H,W] int64 (-1 ignore), x_u [B,3,H,W].',
     args: Type.Object({
       step: Type.Integer({ minimum: 0 }),
       lr: PosNum,
@@ -87,6 +87,10 @@ export const trainingOps = {
       params: Type.Optional(Type.Record(Type.String(), Type.Record(Type.String(), Type.Union([Type.Number(), Type.String(), Type.Boolean(), Type.Null()])))),
       policy: Policy,
       labeled_aug: Type.Optional(Type.Array(ImageAug, { maxItems: 1024 })),
+      // The raw unlabeled crop the teacher sees (the loader's crop, before pseudo-labelling).
+      unlabeled_crop: Type.Optional(Type.Array(ImageAug, { maxItems: 1024 })),
+      // Maps stored label values to train ids (Cityscapes labelIds); 255 = ignore.
+      label_lut: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), { minItems: 256, maxItems: 256 })),
       unlabeled_aug: Type.Optional(Type.Array(ImageAug, { maxItems: 1024 })),
       mix: Type.Optional(Type.Array(Type.Object({ seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1 })), box: Type.Optional(Box) }, Closed), { maxItems: 1024 })),
     }, Closed),
