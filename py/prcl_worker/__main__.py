@@ -26,6 +26,7 @@ def main(argv=None):
     p.add_argument("--schemas", help="directory of the generated JSON Schemas")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--heartbeat-ms", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: the CPUs this process may use)")
     p.add_argument("--spin-us", type=int, default=300, help="poll this long after a reply before sleeping")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -34,6 +35,9 @@ def main(argv=None):
         if os.getppid() != args.parent_pid:
             sys.exit(0)  # the driver died before we got here
     from .server import Server
+    from .trainer import pick_threads
+    import torch
+    torch.set_num_threads(pick_threads(args.threads or None))
     Server(args.connect, instance=args.instance, schemas_dir=args.schemas, device=args.device,
            heartbeat_ms=args.heartbeat_ms, parent_pid=args.parent_pid, quiet=args.quiet,
            spin_us=args.spin_us).run()

@@ -129,10 +129,10 @@ class Trainer:
             raise InvalidArgument(f"y_l holds labels outside -1..{self.num_classes - 1}", "tensors.y_l")
         return x_l, y_l, x_u
 
-    def train_step(self, body, tensors, decoded, prefetch=lambda: None):
+    def train_step(self, body, tensors, decoded, prefetch=lambda: None, decode_ms=0.0):
         from . import augment  # imported lazily: PIL and torchvision transforms are not needed before
 
-        times = {}
+        times = {"decode": decode_ms}
         t0 = time.perf_counter()
         x_l, y_l, x_u = self._images(body, tensors, decoded)
         policy = body["policy"]
@@ -227,7 +227,7 @@ class Trainer:
         times["backward"] = (time.perf_counter() - t4) * 1000
         self.step = body["step"]
 
-        prcl_stats = next(iter(stats.values()), {})
+        prcl_stats = next((v for v in stats.values() if "hard_pixels" in v), {})
         u_mask = batch["feat_mask"][y_l.shape[0]:]
         times["total"] = (time.perf_counter() - t0) * 1000
         return {
@@ -240,6 +240,8 @@ class Trainer:
                                        if torch.is_tensor(prcl_stats.get("classes_present")) else
                                        prcl_stats.get("classes_present", 0)),
                 "anchor_classes": int(prcl_stats.get("anchor_classes", 0)),
+                "hard_pixels_per_class": (prcl_stats["hard_pixels"].tolist() if "hard_pixels" in prcl_stats
+                                          else [0] * self.num_classes),
                 "grad_norm": grad_norm,
                 "ema_decay": float(decay),
             },

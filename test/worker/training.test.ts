@@ -54,8 +54,8 @@ async function train(settings: WorkerSettings, steps: number): Promise<number[][
 describe('training a tiny model on CPU', () => {
   it('lowers the loss, and the same seed gives the same losses twice', async () => {
     const settings = tinySettings()
-    const a = await train(settings, 16)
-    const b = await train(settings, 16)
+    const a = await train(settings, 24)
+    const b = await train(settings, 24)
     expect(b).toEqual(a)
     const sup = a.map((row) => row[1]!)
     const first = sup.slice(0, 3).reduce((x, y) => x + y) / 3
@@ -76,7 +76,17 @@ describe('training a tiny model on CPU', () => {
     expect(total).toBeCloseTo(losses.sup!.value + losses.unsup!.value + losses.prcl!.value, 4)
     expect(r.body.stats.ema_decay).toBe(0)
     expect(r.body.stats.classes_present).toBeGreaterThanOrEqual(2)
-    expect(Object.keys(r.body.time_ms)).toEqual(expect.arrayContaining(['forward', 'loss', 'backward', 'total']))
+    expect(r.body.stats.hard_pixels_per_class).toHaveLength(4)
+    expect(r.body.stats.hard_pixels_per_class.reduce((a, b) => a + b, 0)).toBeGreaterThan(0)
+    expect(Object.keys(r.body.time_ms)).toEqual(expect.arrayContaining(['decode', 'forward', 'loss', 'backward', 'total']))
+  }, 120_000)
+
+  it('runs with bf16 autocast and channels-last', async () => {
+    const settings = tinySettings({ amp: 'bf16', channels_last: true })
+    await worker.call('configure', settings)
+    const r = await worker.call('train_step', stepBody(settings, 0), { tensors: batch })
+    expect(Number.isFinite(r.body.total)).toBe(true)
+    expect(r.body.total).toBeGreaterThan(0)
   }, 120_000)
 
   it('saves and loads the whole state: the next steps are the same', async () => {

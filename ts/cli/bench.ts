@@ -1,25 +1,49 @@
-// `prcl bench <name> [--json] [--save]`: benchmark programs live in bench/; results saved with --save
-// go to bench/results/<name>.jsonl, one line per run, with the machine they ran on.
+// `prcl bench <name> [--json] [--save]`: benchmark programs live in bench/; with --save a run is
+// appended to bench/results/<name>.jsonl, one JSON line with the machine it ran on.
 import { appendFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ROOT } from '../paths.ts'
 import { UsageError } from './usage.ts'
 
+const NAMES = ['wire', 'prcl-loss', 'step'] as const
+
 export async function bench(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true, strict: true,
-    options: { json: { type: 'boolean' }, save: { type: 'boolean' }, transport: { type: 'string' }, baseline: { type: 'boolean' } },
+    options: {
+      json: { type: 'boolean' }, save: { type: 'boolean' }, transport: { type: 'string' }, baseline: { type: 'boolean' },
+      device: { type: 'string' }, quick: { type: 'boolean' }, model: { type: 'string' }, steps: { type: 'string' },
+    },
   })
   const [name] = positionals
-  if (name !== 'wire') throw new UsageError(`unknown benchmark '${name ?? ''}' (available: wire)`)
-  const { wireBench, wireTable } = await import('../../bench/wire.ts')
-  const result = await wireBench({ transport: values.transport, baseline: values.baseline })
+  let result: object
+  let table: string
+  if (name === 'wire') {
+    const { wireBench, wireTable } = await import('../../bench/wire.ts')
+    const r = await wireBench({ transport: values.transport, baseline: values.baseline })
+    ;[result, table] = [r, wireTable(r)]
+  } else if (name === 'prcl-loss') {
+    const { prclLossBench, prclLossTable } = await import('../../bench/prcl-loss.ts')
+    const r = await prclLossBench({ device: values.device, quick: values.quick })
+    ;[result, table] = [r, prclLossTable(r)]
+  } else if (name === 'step') {
+    if (values.model !== undefined && values.model !== 'tiny' && values.model !== 'r101') {
+      throw new UsageError(`--model must be tiny or r101, got '${values.model}'`)
+    }
+    const steps = values.steps === undefined ? undefined : Number(values.steps)
+    if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) throw new UsageError(`--steps must be a positive integer, got '${values.steps}'`)
+    const { stepBench, stepTable } = await import('../../bench/step.ts')
+    const r = await stepBench({ model: values.model as 'tiny' | 'r101' | undefined, device: values.device, steps })
+    ;[result, table] = [r, stepTable(r)]
+  } else {
+    throw new UsageError(`unknown benchmark '${name ?? ''}' (available: ${NAMES.join(', ')})`)
+  }
   if (values.save) {
     const dir = join(ROOT, 'bench', 'results')
     mkdirSync(dir, { recursive: true })
     appendFileSync(join(dir, `${name}.jsonl`), JSON.stringify(result) + '\n')
   }
-  console.log(values.json ? JSON.stringify(result) : wireTable(result))
+  console.log(values.json ? JSON.stringify(result) : table)
   return 0
 }

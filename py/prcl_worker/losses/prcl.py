@@ -160,7 +160,8 @@ def prcl_loss(mu, var, label, mask, prob, *, strong_threshold=0.8, temp=0.5, num
 
     Returns the loss (a zero attached to the graph when fewer than two classes are present or no
     class has hard anchors), plus the draws when `return_draws`, plus stats when `return_stats`
-    (`classes_present` as a 0-d tensor, `anchor_classes` as an int). `draws` replays given indices.
+    (`classes_present` as a 0-d tensor, `anchor_classes` as an int, `hard_pixels` [C]: the anchor
+    candidates per class). `draws` replays given indices.
     """
     if temp <= 0:
         raise ValueError(f"temp must be > 0, got {temp}")
@@ -181,7 +182,7 @@ def prcl_loss(mu, var, label, mask, prob, *, strong_threshold=0.8, temp=0.5, num
         num_active = active.numel()
         empty = torch.full((num_classes, q), -1, dtype=torch.long, device=mu.device)
         empty_neg = torch.full((num_classes, q, k), -1, dtype=torch.long, device=mu.device)
-        stats = {"classes_present": n_present, "anchor_classes": num_active}
+        stats = {"classes_present": n_present, "anchor_classes": num_active, "hard_pixels": keys.m}
         if num_active == 0:
             return _result(zero, {"anchors": empty, "negatives": empty_neg}, stats, return_draws, return_stats)
         mu_d, var_d = mu_r.detach(), var_r.detach()

@@ -42,8 +42,12 @@ def prepare_train_inputs(body, tensors):
 @register("train_step", tensors="any", prepare=prepare_train_inputs)
 def train_step(ctx, body, tensors):
     trainer = _trainer(ctx)
+    start = time.perf_counter()
+    # Decoded ahead in the pool when this request arrived during the previous step; the time here
+    # is then only what the step still had to wait for.
     decoded = ctx.prepared(lambda: prepare_train_inputs(body, tensors))
-    return trainer.train_step(body, tensors, decoded, ctx.prefetch)
+    decode_ms = (time.perf_counter() - start) * 1000
+    return trainer.train_step(body, tensors, decoded, ctx.prefetch, decode_ms)
 
 
 def _images(trainer, tensors, name="x"):

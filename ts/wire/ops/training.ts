@@ -102,6 +102,8 @@ export const trainingOps = {
         mask_ratio: Type.Number(),
         classes_present: Type.Integer(),
         anchor_classes: Type.Integer(),
+        // Anchor candidates (valid pixels the student is unsure of) per class.
+        hard_pixels_per_class: Type.Array(Type.Integer({ minimum: 0 })),
         grad_norm: Type.Union([Type.Number(), Type.Null()]),
         ema_decay: Type.Number(),
       }, Closed),
