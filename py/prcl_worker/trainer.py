@@ -232,8 +232,8 @@ class Trainer:
         times["total"] = (time.perf_counter() - t0) * 1000
         return {
             "step": body["step"],
-            "total": float(total),
-            "losses": {n: {"value": float(v), "weight": float(body["weights"][n])} for n, v in values.items()},
+            "total": float(total.detach()),
+            "losses": {n: {"value": float(v.detach()), "weight": float(body["weights"][n])} for n, v in values.items()},
             "stats": {
                 "mask_ratio": float(u_mask.mean()) if u_mask.numel() else 0.0,
                 "classes_present": int(prcl_stats.get("classes_present", torch.zeros(())).item()

@@ -109,8 +109,14 @@ describe('interpreter discovery', () => {
   })
 
   it('rejects an interpreter that lacks the worker modules, with the import error', async () => {
-    const err = await findPython(process.execPath).catch((e) => e) // node is no Python
-    expect(err).toBeInstanceOf(PythonNotFoundError)
-    expect(err.rejected[0].source).toBe('worker.python')
+    const saved = process.env.PRCL_PYTHON
+    delete process.env.PRCL_PYTHON // PRCL_PYTHON would win over the explicit choice
+    try {
+      const err = await findPython(process.execPath).catch((e) => e) // node is no Python
+      expect(err).toBeInstanceOf(PythonNotFoundError)
+      expect(err.rejected[0].source).toBe('worker.python')
+    } finally {
+      if (saved !== undefined) process.env.PRCL_PYTHON = saved
+    }
   })
 })

@@ -48,4 +48,4 @@ def loss_probe(ctx, body, tensors):
         loss.backward()
         out["grad_rep"] = rep.grad
         out["grad_var"] = var.grad
-    return {"value": float(loss)}, out
+    return {"value": float(loss.detach())}, out
