@@ -57,3 +57,37 @@ def decode_inputs(body, tensors):
         "lbl_l": [decode(decode_label, t, "lbl_l", i, lut=lut_t) for i, t in enumerate(groups["lbl_l"])],
         "img_u": [decode(decode_image, t, "img_u", i) for i, t in enumerate(groups["img_u"])],
     }
+
+
+def decode_pairs(body, tensors, image_prefix, label_prefix):
+    """[(uint8 [3,H,W], int64 [H,W])] from `<image_prefix>.<i>` / `<label_prefix>.<i>` tensors."""
+    from .augment import decode_image, decode_label
+
+    pattern = re.compile(rf"^({image_prefix}|{label_prefix})\.(\d+)$")
+    found = {image_prefix: {}, label_prefix: {}}
+    for name, t in tensors.items():
+        m = pattern.match(name)
+        if m:
+            found[m.group(1)][int(m.group(2))] = t
+    if not found[image_prefix]:
+        return []
+    n = len(found[image_prefix])
+    if sorted(found[image_prefix]) != list(range(n)) or sorted(found[label_prefix]) != list(range(n)):
+        raise InvalidArgument(f"{image_prefix}.<i> and {label_prefix}.<i> must both be numbered 0..{n - 1}", "tensors")
+    lut = body.get("label_lut")
+    lut_t = torch.tensor(lut, dtype=torch.uint8) if lut else None
+    out = []
+    for i in range(n):
+        try:
+            img = decode_image(memoryview(found[image_prefix][i].numpy()))
+        except ValueError as exc:
+            raise InvalidArgument(f"{image_prefix}.{i}: {exc}", f"tensors.{image_prefix}.{i}") from None
+        try:
+            lbl = decode_label(memoryview(found[label_prefix][i].numpy()), lut=lut_t)
+        except ValueError as exc:
+            raise InvalidArgument(f"{label_prefix}.{i}: {exc}", f"tensors.{label_prefix}.{i}") from None
+        if tuple(lbl.shape) != tuple(img.shape[1:]):
+            raise InvalidArgument(f"{label_prefix}.{i} is {list(lbl.shape)} but its image is {list(img.shape[1:])}",
+                                  f"tensors.{label_prefix}.{i}")
+        out.append((img, lbl))
+    return out

@@ -7,10 +7,13 @@ import { UsageError } from './usage.ts'
 const USAGE = `usage: prcl <command> [options]
 
 commands:
+  demo [--json]          the CPU demo: synthetic data, supervised-only vs PRCL over 3 seeds
+  train --config <preset|file> [--set path=value]... [--run-dir DIR] | --resume DIR
+  synth --out DIR        write the synthetic dataset (VOC layout)
   doctor [--json]        find Python, start a worker, print what it says
   schemas [--check]      write schemas/*.json from the TypeScript types (--check: fail on drift)
   repl                   TypeScript REPL with a connected worker in scope
-  bench wire [--json]    wire round-trip and throughput benchmark
+  bench <wire|prcl-loss|step> [--json] [--save]   benchmarks (bench/results/)
   pytest [args]          run the Python tests with the worker's interpreter
 `
 
@@ -32,6 +35,12 @@ async function main(argv: string[]): Promise<number> {
       console.log(`wrote ${writeSchemas().map((f) => `schemas/${f}`).join(', ')}`)
       return 0
     }
+    case 'train':
+      return (await import('./train.ts')).train(rest)
+    case 'synth':
+      return (await import('./synth.ts')).synth(rest)
+    case 'demo':
+      return (await import('./demo.ts')).demo(rest)
     case 'doctor':
       return (await import('./doctor.ts')).doctor(rest)
     case 'repl':
@@ -55,7 +64,10 @@ exitCleanlyOnSignals()
 try {
   process.exitCode = await main(process.argv.slice(2))
 } catch (e) {
-  if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if ((e as Error).name === 'ConfigError') {
+    console.error(`prcl: ${(e as Error).message}`)
+    process.exitCode = 2
+  } else if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`prcl: ${(e as Error).message}\n\n${USAGE}`)
     process.exitCode = 2
   } else {

@@ -12,13 +12,15 @@ const CRC_TABLE = (() => {
   return t
 })()
 
-function crc32(buf: Uint8Array): number {
+/** CRC-32 as used by PNG chunks (and zlib). */
+export function crc32(buf: Uint8Array): number {
   let c = 0xffffffff
   for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8)
   return (c ^ 0xffffffff) >>> 0
 }
 
-function chunk(type: string, data: Uint8Array): Buffer {
+/** One PNG chunk: length, type, data, CRC. */
+export function pngChunk(type: string, data: Uint8Array): Buffer {
   const out = Buffer.alloc(12 + data.length)
   out.writeUInt32BE(data.length, 0)
   out.write(type, 4, 'ascii')
@@ -44,10 +46,10 @@ function encode(width: number, height: number, colorType: 2 | 3, rows: Uint8Arra
   }
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    ...(palette ? [chunk('PLTE', palette)] : []),
-    chunk('IDAT', deflateSync(raw)),
-    chunk('IEND', new Uint8Array(0)),
+    pngChunk('IHDR', ihdr),
+    ...(palette ? [pngChunk('PLTE', palette)] : []),
+    pngChunk('IDAT', deflateSync(raw)),
+    pngChunk('IEND', new Uint8Array(0)),
   ])
 }
 

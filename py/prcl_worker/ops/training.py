@@ -57,17 +57,32 @@ def _images(trainer, tensors, name="x"):
     return x.to(trainer.device)
 
 
-@register("eval_step", tensors="any")
+def prepare_eval_inputs(body, tensors):
+    from ..inputs import decode_pairs
+    return decode_pairs(body, tensors, "img", "lbl")
+
+
+@register("eval_step", tensors="any", prepare=prepare_eval_inputs)
 def eval_step(ctx, body, tensors):
+    from ..augment import normalize
     from ..evaluate import confusion, probabilities
     trainer = _trainer(ctx)
     start = time.perf_counter()
-    x = _images(trainer, tensors)
-    y = tensors.get("y")
-    if y is None or y.dtype != torch.int64 or y.shape != (x.shape[0],) + tuple(x.shape[2:]):
-        raise InvalidArgument("tensor 'y' must be int64 [B,H,W] matching x", "tensors.y")
-    probs = probabilities(trainer, body["model"], x, body["mode"], body.get("window"), body.get("stride"))
-    cm = confusion(probs.argmax(1), y.to(trainer.device), trainer.num_classes)
+    pairs = ctx.prepared(lambda: prepare_eval_inputs(body, tensors))
+    if pairs:
+        # Encoded images: each at its own size, one forward each (batch 1, as VOC is scored).
+        batches = [(normalize(img.to(trainer.device)).unsqueeze(0), lbl.to(trainer.device).unsqueeze(0)) for img, lbl in pairs]
+    else:
+        x = _images(trainer, tensors)
+        y = tensors.get("y")
+        if y is None or y.dtype != torch.int64 or y.shape != (x.shape[0],) + tuple(x.shape[2:]):
+            raise InvalidArgument("tensor 'y' must be int64 [B,H,W] matching x", "tensors.y")
+        batches = [(x, y.to(trainer.device))]
+    cm = None
+    for x, y in batches:
+        probs = probabilities(trainer, body["model"], x, body["mode"], body.get("window"), body.get("stride"))
+        part = confusion(probs.argmax(1), y, trainer.num_classes)
+        cm = part if cm is None else cm + part
     return ({"pixels": int(cm.sum()), "time_ms": (time.perf_counter() - start) * 1000},
             {"confusion": cm.cpu()})
 

@@ -112,9 +112,10 @@ export const trainingOps = {
     tensors: 'any',
   }),
   eval_step: op({
-    doc: 'Confusion matrix [C,C] (rows = truth) of a network on x [B,3,H,W] against y [B,H,W].',
+    doc: 'Confusion matrix [C,C] (rows = truth) of a network on x [B,3,H,W] against y [B,H,W], or on encoded images img.<i> with labels lbl.<i> (each at its own size).',
     args: Type.Object({
       model: Type.Enum(['teacher', 'student']),
+      label_lut: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), { minItems: 256, maxItems: 256 })),
       mode: Type.Enum(['whole', 'sliding']),
       window: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 2, maxItems: 2 })),
       stride: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 2, maxItems: 2 })),

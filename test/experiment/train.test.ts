@@ -1,0 +1,100 @@
+// End to end on the synthetic dataset, through the same VOC code path as real data: a run
+// directory with its files, best/last evaluation, and a resumed run that equals an uninterrupted one.
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../../ts/config/load.ts'
+import type { ExperimentConfig } from '../../ts/config/schema.ts'
+import { generateSynthetic } from '../../ts/data/synth.ts'
+import { readCheckpoint } from '../../ts/experiment/checkpoint.ts'
+import { Experiment, type StepEvent } from '../../ts/experiment/run.ts'
+import type { Worker } from '../../ts/worker/worker.ts'
+import { attachShared } from '../setup/attach.ts'
+
+let worker: Worker
+let dir: string
+let data: string
+
+beforeAll(async () => {
+  worker = await attachShared()
+  dir = mkdtempSync(join(tmpdir(), 'prcl-e2e-'))
+  data = join(dir, 'data')
+  await generateSynthetic({ out: data, seed: 0, images: 24, val: 6, size: 40, labeled: 8 })
+}, 120_000)
+afterAll(async () => {
+  await worker?.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+function config(): ExperimentConfig {
+  return loadConfig('synthetic-demo', [
+    `data.root=${data}`, 'data.splits.labeled=splits/8/0/labeled_filename.txt', 'data.splits.unlabeled=splits/8/0/unlabeled_filename.txt',
+    'data.splits.val=splits/8/0/valid_filename.txt', 'data.labeled.crop=[32,32]', 'data.unlabeled.crop=[32,32]',
+    'sampling.batch_size=2', 'sampling.epochs=2', 'sampling.epoch={"kind":"fixed","steps":4}', 'checkpoint.every_steps=3',
+    'name=e2e',
+  ])
+}
+
+async function steps(runDir: string, opts: { resume?: boolean; stopAfter?: number } = {}): Promise<StepEvent[]> {
+  const exp = new Experiment(config(), { runDir, worker, progress: false, log: () => undefined, ...opts })
+  const seen: StepEvent[] = []
+  exp.on('step', (e: StepEvent) => seen.push(e))
+  await exp.run()
+  return seen
+}
+
+describe('a run on the synthetic dataset', () => {
+  it('writes the run directory: config first, splits, metrics, checkpoints, summary', async () => {
+    const runDir = join(dir, 'full')
+    const seen = await steps(runDir)
+    expect(seen.map((e) => e.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
+    const files = readdirSync(runDir)
+    expect(files).toEqual(expect.arrayContaining(['config.json', 'splits.json', 'metrics.jsonl', 'summary.json', 'checkpoints']))
+    expect(JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8')).name).toBe('e2e')
+    const splits = JSON.parse(readFileSync(join(runDir, 'splits.json'), 'utf8'))
+    expect(splits.labeled.sha16).toMatch(/^[0-9a-f]{16}$/)
+    expect(splits.labeled.lines).toBe(8)
+    const lines = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    expect(lines.filter((l) => l.type === 'eval').map((l) => l.epoch)).toEqual([1, 2])
+    const summary = JSON.parse(readFileSync(join(runDir, 'summary.json'), 'utf8'))
+    expect(summary.steps).toBe(8)
+    expect(summary.best.miou).toBeGreaterThan(0)
+    expect(summary.best.miou).toBeGreaterThanOrEqual(summary.last.miou)
+    expect(summary.last.iou).toHaveLength(5)
+    expect(summary.splits.val.lines).toBe(6)
+    const ck = readCheckpoint(join(runDir, 'checkpoints', 'latest'))
+    expect(ck.state.step).toBe(8)
+    expect(existsSync(join(runDir, 'checkpoints', 'best', 'manifest.json'))).toBe(true)
+  }, 300_000)
+
+  it('an interrupted and resumed run gives the same per-step losses as an uninterrupted one', async () => {
+    const whole = await steps(join(dir, 'whole'))
+    const runDir = join(dir, 'interrupted')
+    const first = await steps(runDir, { stopAfter: 3 })
+    expect(first.map((e) => e.step)).toEqual([1, 2, 3])
+    // A half-written checkpoint (no manifest) is ignored.
+    mkdirSync(join(runDir, 'checkpoints', 'latest.tmp'), { recursive: true })
+    const rest = await steps(runDir, { resume: true })
+    expect(rest.map((e) => e.step)).toEqual([4, 5, 6, 7, 8])
+    expect([...first, ...rest].map((e) => [e.step, e.total, e.losses])).toEqual(whole.map((e) => [e.step, e.total, e.losses]))
+  }, 300_000)
+
+  it('a checkpoint whose files do not match its manifest is refused', async () => {
+    const runDir = join(dir, 'full')
+    const latest = join(runDir, 'checkpoints', 'latest')
+    const driver = join(latest, 'driver.json')
+    const text = readFileSync(driver, 'utf8')
+    await import('node:fs').then((fs) => fs.writeFileSync(driver, text.replace('"step":8', '"step":9')))
+    expect(() => readCheckpoint(latest)).toThrow(/driver\.json does not match its manifest/)
+  })
+
+  it('names a missing data root and a missing split file', async () => {
+    const c = config()
+    c.data.root = join(dir, 'nowhere')
+    await expect(new Experiment(c, { runDir: join(dir, 'bad1'), worker, log: () => undefined }).run()).rejects.toThrow(/nowhere does not exist/)
+    const d = config()
+    d.data.splits.val = 'splits/none.txt'
+    await expect(new Experiment(d, { runDir: join(dir, 'bad2'), worker, log: () => undefined }).run()).rejects.toThrow(/data\.splits\.val: .*none\.txt does not exist/)
+  })
+})

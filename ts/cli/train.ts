@@ -1,0 +1,34 @@
+// `prcl train --config <preset|file> [--set path=value …] [--run-dir DIR] [--resume DIR]`
+import { parseArgs } from 'node:util'
+import { loadConfig } from '../config/load.ts'
+import { Experiment } from '../experiment/run.ts'
+import { UsageError } from './usage.ts'
+
+export async function train(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args, strict: true,
+    options: {
+      config: { type: 'string' }, set: { type: 'string', multiple: true }, 'run-dir': { type: 'string' },
+      resume: { type: 'string' }, json: { type: 'boolean' }, 'stop-after': { type: 'string' },
+    },
+  })
+  if (!values.config && !values.resume) throw new UsageError('train needs --config <preset or file> (or --resume <run dir>)')
+  const stopAfter = values['stop-after'] === undefined ? undefined : Number(values['stop-after'])
+  if (stopAfter !== undefined && !(Number.isInteger(stopAfter) && stopAfter > 0)) throw new UsageError(`--stop-after must be a positive integer, got '${values['stop-after']}'`)
+  const cfg = values.config ? loadConfig(values.config, values.set ?? []) : undefined
+  const exp = new Experiment(cfg!, { runDir: values.resume ?? values['run-dir'], resume: !!values.resume, stopAfter })
+  if (!values.json) {
+    console.log(`run directory: ${exp.runDir}`)
+    console.log(JSON.stringify(exp.config, null, 2))
+  }
+  const summary = await exp.run()
+  if (values.json) console.log(JSON.stringify(summary))
+  else {
+    const pct = (x: number | undefined) => (x === undefined ? '—' : (x * 100).toFixed(2))
+    console.log(`done: ${summary.steps} steps in ${summary.wall_minutes.toFixed(1)} min; ` +
+      `last mIoU ${pct(summary.last?.miou)} (epoch ${summary.last?.epoch ?? '—'}), best ${pct(summary.best?.miou)} (epoch ${summary.best?.epoch ?? '—'})`)
+    console.log(`labeled split ${summary.splits.labeled.path} sha256 ${summary.splits.labeled.sha16}`)
+    console.log(`summary: ${exp.runDir}/summary.json`)
+  }
+  return 0
+}

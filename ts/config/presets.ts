@@ -1,0 +1,100 @@
+// Named configurations. `voc-662-prcl` and `cityscapes-150-prcl` are the released PRCL settings
+// (method spec §13) with its quirks fixed by default (§14); the others vary split and data.
+import { prclLoss } from '../loss/compose.ts'
+import type { ExperimentConfig } from './schema.ts'
+
+const photometric = {
+  jitter: { p: 0.8, brightness: 0.25, contrast: 0.25, saturation: 0.25, hue: 0.25 },
+  blur: { p: 0.5, sigma: [0.15, 1.15] },
+  flip: 0.5,
+}
+
+function vocPrcl(name: string, splits: ExperimentConfig['data']['splits']): ExperimentConfig {
+  return {
+    name,
+    seed: 3407,
+    data: {
+      dataset: 'voc', root: '', splits, skip_bad_samples: false,
+      labeled: { crop: [321, 321], scale: [0.5, 1.5], photometric },
+      unlabeled: { crop: [321, 321], rescale: [0.5, 1.5], photometric },
+    },
+    sampling: { batch_size: 2, epochs: 200, epoch: { kind: 'prcl_2000', images: 2000 } },
+    model: { num_classes: 21, backbone: 'resnet101', output_stride: 16, rep_dim: 256, width: 1, pretrained: null },
+    ema: { alpha: 0.99, buffers: 'own' },
+    teacher: { bn_mode: 'train' },
+    policy: { weak_threshold: 0.7, mix: 'classmix', classmix_ignore_is_class: true, conf_quantization: 'none' },
+    loss: prclLoss({ unsupThreshold: 0.97, strongThreshold: 0.8, temp: 100, numQueries: 256, numNegatives: 512, epochs: 200 }),
+    optim: {
+      lr: 3.2e-3, head_lr: 5e-5, momentum: 0.9, nesterov: true, weight_decay: 5e-4,
+      decay_norm_and_bias: true, grad_clip: null, poly: { power: 0.9, floor: 1e-6 },
+    },
+    schedule_granularity: 'epoch',
+    amp: 'none',
+    channels_last: false,
+    deterministic: false,
+    eval: { every_epochs: 1, protocol: 'whole', model: 'teacher', window: null, stride: null },
+    checkpoint: { every_steps: 1000 },
+    worker: { python: null, device: 'auto', transport: 'ipc', threads: null },
+    runs_dir: 'runs',
+  }
+}
+
+function cityscapesPrcl(name: string, splits: ExperimentConfig['data']['splits']): ExperimentConfig {
+  const c = vocPrcl(name, splits)
+  c.data = {
+    ...c.data, dataset: 'cityscapes',
+    // As released: the labeled loader never rescales; the unlabeled re-crop uses 0.5–2.0 (Q-aug-3).
+    labeled: { crop: [512, 512], scale: [1, 1], photometric },
+    unlabeled: { crop: [512, 512], rescale: [0.5, 2.0], photometric },
+  }
+  c.sampling.batch_size = 6
+  c.model.num_classes = 19
+  c.eval = { every_epochs: 1, protocol: 'sliding', model: 'teacher', window: [512, 512], stride: [341, 341] }
+  return c
+}
+
+const prclVoc = (n: number) => ({
+  labeled: `VOC_split/${n}/3407/labeled_filename.txt`,
+  unlabeled: `VOC_split/${n}/3407/unlabeled_filename.txt`,
+  val: `VOC_split/${n}/3407/valid_filename.txt`,
+})
+const unimatch = (ds: string, split: string) => ({
+  labeled: `splits/${ds}/${split}/labeled.txt`, unlabeled: `splits/${ds}/${split}/unlabeled.txt`, val: `splits/${ds}/val.txt`,
+})
+
+export const PRESETS: Record<string, () => ExperimentConfig> = {
+  // PRCL's released split (identical to U2PL's 662, the "blended" 1/16).
+  'voc-662-prcl': () => vocPrcl('voc-662-prcl', prclVoc(662)),
+  // Cityscapes: PRCL's 150-label split; its valid list is the test set, so val is UniMatch's 500.
+  'cityscapes-150-prcl': () => cityscapesPrcl('cityscapes-150-prcl', {
+    labeled: 'CityScapes_split/150/3407/labeled_filename.txt',
+    unlabeled: 'CityScapes_split/150/3407/unlabeled_filename.txt',
+    val: 'splits/cityscapes/val.txt',
+  }),
+  // VOC classic splits (labels from the 1,464 high-quality set), UniMatch's files.
+  ...Object.fromEntries([92, 183, 366, 732, 1464].map((n) => [`voc-${n}-prcl`, () => vocPrcl(`voc-${n}-prcl`, unimatch('pascal', String(n)))])),
+  // VOC blended splits of train_aug, UniMatch's CPS-family files (1_16 … 1_2).
+  ...Object.fromEntries(['1_16', '1_8', '1_4', '1_2'].map((r) => [`voc-blended-${r}-prcl`, () => vocPrcl(`voc-blended-${r}-prcl`, unimatch('pascal', r))])),
+  ...Object.fromEntries(['1_16', '1_8', '1_4', '1_2'].map((r) => [`cityscapes-${r}-prcl`, () => cityscapesPrcl(`cityscapes-${r}-prcl`, unimatch('cityscapes', r))])),
+  // The CPU demo on the synthetic dataset (prcl synth): tiny model, small crops, fixed epochs.
+  'synthetic-demo': () => {
+    const c = vocPrcl('synthetic-demo', {
+      labeled: 'splits/16/0/labeled_filename.txt', unlabeled: 'splits/16/0/unlabeled_filename.txt', val: 'splits/16/0/valid_filename.txt',
+    })
+    c.seed = 0
+    c.data.labeled = { crop: [56, 56], scale: [0.75, 1.25], photometric }
+    c.data.unlabeled = { crop: [56, 56], rescale: [0.75, 1.25], photometric }
+    c.sampling = { batch_size: 4, epochs: 6, epoch: { kind: 'fixed', steps: 50 } }
+    c.model = { num_classes: 5, backbone: 'resnet18', output_stride: 16, rep_dim: 32, width: 0.25, pretrained: null }
+    c.loss = prclLoss({ unsupThreshold: 0.9, strongThreshold: 0.8, temp: 0.5, numQueries: 32, numNegatives: 64, epochs: 6 })
+    c.optim = { ...c.optim, lr: 0.02, head_lr: 0.002 }
+    c.deterministic = true
+    c.worker.device = 'cpu'
+    c.checkpoint.every_steps = 100
+    return c
+  },
+}
+
+export function presetNames(): string[] {
+  return Object.keys(PRESETS)
+}

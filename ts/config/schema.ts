@@ -1,0 +1,91 @@
+// The experiment configuration: one typebox schema, the single description of a run.
+import Type, { type Static } from 'typebox'
+import { LossSpec } from '../loss/spec.ts'
+import { ScheduleOrNumber } from '../loss/schedule.ts'
+import { ModelConfig } from '../wire/ops/training.ts'
+
+const Closed = { additionalProperties: false } as const
+const Prob = Type.Number({ minimum: 0, maximum: 1 })
+const Pos = Type.Number({ exclusiveMinimum: 0 })
+const Size = Type.Array(Type.Integer({ minimum: 1, maximum: 16384 }), { minItems: 2, maxItems: 2, description: '[height, width]' })
+const Range = Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 2, maxItems: 2, description: '[low, high]' })
+
+const Photometric = Type.Object({
+  // Colour jitter with probability p, factors drawn uniformly in [1 - x, 1 + x] (hue: [-x, x]).
+  jitter: Type.Object({ p: Prob, brightness: Prob, contrast: Prob, saturation: Prob, hue: Type.Number({ minimum: 0, maximum: 0.5 }) }, Closed),
+  // Gaussian blur with probability p, sigma uniform in the range.
+  blur: Type.Object({ p: Prob, sigma: Range }, Closed),
+  flip: Prob,
+}, Closed)
+
+export const ExperimentConfig = Type.Object({
+  name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }),
+  seed: Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1 }),
+  data: Type.Object({
+    dataset: Type.Enum(['voc', 'cityscapes', 'folder']),
+    root: Type.String({ description: 'dataset root folder' }),
+    // Split files, absolute or relative to the dataset root.
+    splits: Type.Object({ labeled: Type.String({ minLength: 1 }), unlabeled: Type.String({ minLength: 1 }), val: Type.String({ minLength: 1 }) }, Closed),
+    skip_bad_samples: Type.Boolean(),
+    labeled: Type.Object({ crop: Size, scale: Range, photometric: Photometric }, Closed),
+    unlabeled: Type.Object({
+      crop: Size,
+      // The in-model re-crop of the unlabeled triple after pseudo-labelling (spec §4 step 3).
+      rescale: Range,
+      photometric: Photometric,
+    }, Closed),
+  }, Closed),
+  sampling: Type.Object({
+    batch_size: Type.Integer({ minimum: 1, maximum: 1024 }),
+    epochs: Type.Integer({ minimum: 1, maximum: 100000 }),
+    // prcl_2000: about 2,000 labeled images per epoch as released (never 0 steps);
+    // fixed: a fixed number of steps per epoch.
+    epoch: Type.Union([
+      Type.Object({ kind: Type.Literal('prcl_2000'), images: Type.Integer({ minimum: 1 }) }, Closed),
+      Type.Object({ kind: Type.Literal('fixed'), steps: Type.Integer({ minimum: 1 }) }, Closed),
+    ]),
+  }, Closed),
+  model: ModelConfig,
+  ema: Type.Object({ alpha: Prob, buffers: Type.Enum(['own', 'copy', 'ema']) }, Closed),
+  teacher: Type.Object({ bn_mode: Type.Enum(['train', 'eval']) }, Closed),
+  policy: Type.Object({
+    weak_threshold: ScheduleOrNumber,
+    mix: Type.Enum(['classmix', 'cutmix', 'cutout', 'none']),
+    classmix_ignore_is_class: Type.Boolean(),
+    conf_quantization: Type.Enum(['none', 'uint8_trunc']),
+  }, Closed),
+  loss: LossSpec,
+  optim: Type.Object({
+    lr: Pos,
+    head_lr: Pos,
+    momentum: Prob,
+    nesterov: Type.Boolean(),
+    weight_decay: Type.Number({ minimum: 0 }),
+    decay_norm_and_bias: Type.Boolean(),
+    grad_clip: Type.Union([Pos, Type.Null()]),
+    // Poly decay as released: lr·(1 − t/T)^power, floored; t counts epochs or steps.
+    poly: Type.Object({ power: Type.Number({ minimum: 0 }), floor: Type.Number({ minimum: 0 }) }, Closed),
+  }, Closed),
+  // Schedules (loss weights, policy thresholds, LR) advance per epoch, as released, or per step.
+  schedule_granularity: Type.Enum(['epoch', 'step']),
+  amp: Type.Enum(['none', 'bf16', 'fp16']),
+  channels_last: Type.Boolean(),
+  deterministic: Type.Boolean(),
+  eval: Type.Object({
+    every_epochs: Type.Integer({ minimum: 1 }),
+    protocol: Type.Enum(['whole', 'sliding']),
+    model: Type.Enum(['teacher', 'student']),
+    window: Type.Union([Size, Type.Null()]),
+    stride: Type.Union([Size, Type.Null()]),
+  }, Closed),
+  checkpoint: Type.Object({ every_steps: Type.Integer({ minimum: 1 }) }, Closed),
+  worker: Type.Object({
+    python: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
+    device: Type.String({ pattern: '^(auto|cpu|cuda(:[0-9]+)?)$' }),
+    transport: Type.Enum(['ipc', 'tcp']),
+    threads: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
+  }, Closed),
+  runs_dir: Type.String({ minLength: 1 }),
+}, { ...Closed, $id: 'prcl/experiment' })
+
+export type ExperimentConfig = Static<typeof ExperimentConfig>

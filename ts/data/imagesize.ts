@@ -1,0 +1,24 @@
+// Image dimensions from file headers (JPEG SOF, PNG IHDR), so the driver can draw crop positions
+// without decoding pixels.
+export function imageSize(bytes: Uint8Array, file: string): { width: number; height: number } {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  if (b.length >= 24 && b.readUInt32BE(0) === 0x89504e47) {
+    return { width: b.readUInt32BE(16), height: b.readUInt32BE(20) }
+  }
+  if (b.length >= 4 && b[0] === 0xff && b[1] === 0xd8) {
+    let i = 2
+    while (i + 9 < b.length) {
+      if (b[i] !== 0xff) { i++; continue }
+      const marker = b[i + 1]!
+      if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) { i += 2; continue }
+      const len = b.readUInt16BE(i + 2)
+      // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
+      if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+        return { height: b.readUInt16BE(i + 5), width: b.readUInt16BE(i + 7) }
+      }
+      i += 2 + len
+    }
+    throw new Error(`${file}: JPEG without a frame header`)
+  }
+  throw new Error(`${file}: not a PNG or JPEG file`)
+}
