@@ -91,3 +91,20 @@ def decode_pairs(body, tensors, image_prefix, label_prefix):
                                   f"tensors.{label_prefix}.{i}")
         out.append((img, lbl))
     return out
+
+
+def decode_images(tensors, prefix):
+    """[uint8 [3,H,W]] from `<prefix>.<i>` tensors, in index order (empty when there are none)."""
+    from .augment import decode_image
+
+    pattern = re.compile(rf"^{prefix}\.(\d+)$")
+    found = {int(m.group(1)): t for name, t in tensors.items() if (m := pattern.match(name))}
+    if sorted(found) != list(range(len(found))):
+        raise InvalidArgument(f"{prefix}.<i> tensors must be numbered 0..{len(found) - 1}", "tensors")
+    out = []
+    for i in range(len(found)):
+        try:
+            out.append(decode_image(memoryview(found[i].numpy())))
+        except ValueError as exc:
+            raise InvalidArgument(f"{prefix}.{i}: {exc}", f"tensors.{prefix}.{i}") from None
+    return out

@@ -3,7 +3,9 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { execFileSync } from 'node:child_process'
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { PY_DIR, ROOT } from '../../ts/paths.ts'
 import { loadConfig } from '../../ts/config/load.ts'
 import type { ExperimentConfig } from '../../ts/config/schema.ts'
 import { generateSynthetic } from '../../ts/data/synth.ts'
@@ -78,6 +80,18 @@ describe('a run on the synthetic dataset', () => {
     const rest = await steps(runDir, { resume: true })
     expect(rest.map((e) => e.step)).toEqual([4, 5, 6, 7, 8])
     expect([...first, ...rest].map((e) => [e.step, e.total, e.losses])).toEqual(whole.map((e) => [e.step, e.total, e.losses]))
+  }, 300_000)
+
+  it('a recorded run replays in-process, without a driver, to the same losses', async () => {
+    const record = join(dir, 'requests.bin')
+    const exp = new Experiment(config(), { runDir: join(dir, 'recorded'), worker, progress: false, log: () => undefined, record })
+    const driven: StepEvent[] = []
+    exp.on('step', (e: StepEvent) => driven.push(e))
+    await exp.run()
+    const out = execFileSync(inject('python'), ['-m', 'prcl_worker.replay', record], { cwd: ROOT, env: { ...process.env, PYTHONPATH: PY_DIR }, encoding: 'utf8' })
+    const replayed = out.trim().split('\n').map((l) => JSON.parse(l))
+    expect(replayed.map((r) => r.step)).toEqual(driven.map((e) => e.step))
+    expect(replayed.map((r) => [r.total, r.losses])).toEqual(driven.map((e) => [e.total, e.losses]))
   }, 300_000)
 
   it('a checkpoint whose files do not match its manifest is refused', async () => {

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util'
 import { ROOT } from '../paths.ts'
 import { UsageError } from './usage.ts'
 
-const NAMES = ['wire', 'prcl-loss', 'step'] as const
+const NAMES = ['wire', 'prcl-loss', 'step', 'overhead'] as const
 
 export async function bench(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -36,6 +36,10 @@ export async function bench(args: string[]): Promise<number> {
     const { stepBench, stepTable } = await import('../../bench/step.ts')
     const r = await stepBench({ model: values.model as 'tiny' | 'r101' | undefined, device: values.device, steps })
     ;[result, table] = [r, stepTable(r)]
+  } else if (name === 'overhead') {
+    const { overheadBench, overheadTable } = await import('../../bench/overhead.ts')
+    const r = await overheadBench({ steps: values.steps === undefined ? undefined : Number(values.steps) })
+    ;[result, table] = [r, overheadTable(r)]
   } else {
     throw new UsageError(`unknown benchmark '${name ?? ''}' (available: ${NAMES.join(', ')})`)
   }

@@ -9,6 +9,8 @@ const USAGE = `usage: prcl <command> [options]
 commands:
   demo [--json]          the CPU demo: synthetic data, supervised-only vs PRCL over 3 seeds
   train --config <preset|file> [--set path=value]... [--run-dir DIR] | --resume DIR
+  eval --run DIR [--checkpoint best|latest] [--model teacher|student|both]
+  predict --run DIR --out DIR IMAGE...   class maps (and --var σ² maps) as PNGs
   synth --out DIR        write the synthetic dataset (VOC layout)
   doctor [--json]        find Python, start a worker, print what it says
   schemas [--check]      write schemas/*.json from the TypeScript types (--check: fail on drift)
@@ -37,6 +39,10 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'train':
       return (await import('./train.ts')).train(rest)
+    case 'eval':
+      return (await import('./eval.ts')).evalCommand(rest)
+    case 'predict':
+      return (await import('./predict.ts')).predictCommand(rest)
     case 'synth':
       return (await import('./synth.ts')).synth(rest)
     case 'demo':

@@ -85,9 +85,10 @@ export const PRESETS: Record<string, () => ExperimentConfig> = {
     c.data.labeled = { crop: [56, 56], scale: [0.75, 1.25], photometric }
     c.data.unlabeled = { crop: [56, 56], rescale: [0.75, 1.25], photometric }
     c.sampling = { batch_size: 4, epochs: 6, epoch: { kind: 'fixed', steps: 50 } }
-    c.model = { num_classes: 5, backbone: 'resnet18', output_stride: 16, rep_dim: 32, width: 0.25, pretrained: null }
-    c.loss = prclLoss({ unsupThreshold: 0.9, strongThreshold: 0.8, temp: 0.5, numQueries: 32, numNegatives: 64, epochs: 6 })
-    c.optim = { ...c.optim, lr: 0.02, head_lr: 0.002 }
+    // Output stride 8: 56-pixel crops leave a 7×7 map at layer4 (16 would leave 4×4).
+    c.model = { num_classes: 5, backbone: 'resnet18', output_stride: 8, rep_dim: 32, width: 0.25, pretrained: null }
+    c.loss = prclLoss({ unsupThreshold: 0.8, strongThreshold: 0.8, temp: 0.5, numQueries: 32, numNegatives: 64, epochs: 6 })
+    c.optim = { ...c.optim, lr: 0.05, head_lr: 0.005 }
     c.deterministic = true
     c.worker.device = 'cpu'
     c.checkpoint.every_steps = 100

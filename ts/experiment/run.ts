@@ -9,12 +9,13 @@ import { readSample, type SampleRef } from '../data/dataset.ts'
 import { imageSize } from '../data/imagesize.ts'
 import type { CallResult } from '../wire/connection.ts'
 import type { OpArgs, OpResult } from '../wire/ops/index.ts'
-import { tensor, type Tensors } from '../wire/tensor.ts'
+import { bytesTensor, type Tensors } from '../wire/tensor.ts'
 import { Worker } from '../worker/worker.ts'
 import { drawLabeled, drawMix, drawUnlabeledAug, drawUnlabeledCrop } from './augparams.ts'
 import { findCheckpoint, readCheckpoint, saveCheckpoint, type DriverState } from './checkpoint.ts'
 import { loadRunData, type RunData } from './data.ts'
-import { iouFromConfusion, type IoUResult } from './metrics.ts'
+import { evaluateOn, type EvalEvent } from './evaluate.ts'
+import { Recorder } from './record.ts'
 import { Rng } from './rng.ts'
 import { Sampler } from './sampler.ts'
 import { learningRates, lossWeights, stepPolicy, stepsPerEpoch, type Progress } from './schedules.ts'
@@ -32,10 +33,11 @@ export interface RunOptions {
   /** Print a progress line to stderr (default: when stderr is a TTY). */
   progress?: boolean
   log?: (line: string) => void
+  /** Record every worker request to this file, for an in-process replay (python -m prcl_worker.replay). */
+  record?: string
 }
 
 export interface StepEvent { type: 'step'; step: number; epoch: number; lr: number; total: number; losses: Record<string, { value: number; weight: number }>; stats: OpResult<'train_step'>['stats']; time_ms: Record<string, number> }
-export interface EvalEvent extends IoUResult { type: 'eval'; step: number; epoch: number; model: string; protocol: string; classes: string[] }
 
 export interface RunSummary {
   name: string
@@ -82,7 +84,9 @@ export class Experiment extends EventEmitter {
     writeFileSync(join(this.runDir, 'splits.json'), JSON.stringify(data.splits, null, 2))
     const worker = this.opts.worker ?? await Worker.start({ python: cfg.worker.python ?? undefined, device: cfg.worker.device, transport: cfg.worker.transport, log: 'silent' })
     const started = Date.now()
+    const recorder = this.opts.record ? new Recorder(this.opts.record) : null
     try {
+      recorder?.write('configure', workerSettings(cfg))
       await worker.call('configure', workerSettings(cfg), { timeoutMs: 600_000 })
       const perEpoch = stepsPerEpoch(cfg, data.labeled.length)
       const total = perEpoch * cfg.sampling.epochs
@@ -129,6 +133,7 @@ export class Experiment extends EventEmitter {
         const progress: Progress = { step: step - 1, epoch, stepsPerEpoch: perEpoch, totalSteps: total }
         const { body, tensors, lr } = await this.buildStep(data, rng, lab, unl, progress)
         const snapshot: DriverState = { step, epoch: Math.floor(step / perEpoch), rng: rng.state(), best: state.best, wall_ms: 0, samplers: { labeled: lab.state(), unlabeled: unl.state() } }
+        recorder?.write('train_step', body, tensors)
         inflight.push({ step, epoch, lr, reply: worker.call('train_step', body, { tensors, timeoutMs: 3_600_000 }), snapshot })
         const epochEnd = step % perEpoch === 0
         const ckpt = step % cfg.checkpoint.every_steps === 0 || step === stopAt
@@ -137,7 +142,7 @@ export class Experiment extends EventEmitter {
           while (inflight.length > (epochEnd || ckpt ? 0 : 1)) await finish()
         }
         if (epochEnd && (Math.floor(step / perEpoch) % cfg.eval.every_epochs === 0 || step === total)) {
-          last = await this.evaluate(worker, data, step, Math.floor(step / perEpoch))
+          last = await evaluateOn(worker, cfg, data, step, Math.floor(step / perEpoch))
           appendFileSync(metrics, JSON.stringify(last) + '\n')
           this.emit('eval', last)
           if (!state.best || last.miou > state.best.miou) {
@@ -163,6 +168,7 @@ export class Experiment extends EventEmitter {
       writeFileSync(join(this.runDir, 'summary.json'), JSON.stringify(summary, null, 2))
       return summary
     } finally {
+      recorder?.close()
       if (!this.opts.worker) await worker.close()
     }
   }
@@ -198,32 +204,8 @@ export class Experiment extends EventEmitter {
     }
     return { body, tensors, lr }
   }
-
-  private async evaluate(worker: Worker, data: RunData, step: number, epoch: number): Promise<EvalEvent> {
-    const cfg = this.cfg
-    const c = cfg.model.num_classes
-    const cm = new Float64Array(c * c)
-    const chunk = 4
-    for (let i = 0; i < data.val.length; i += chunk) {
-      const refs = data.val.slice(i, i + chunk)
-      const tensors: Tensors = {}
-      const samples = await Promise.all(refs.map((r) => readSample(r)))
-      samples.forEach((s, j) => { tensors[`img.${j}`] = bytesTensor(s.image); tensors[`lbl.${j}`] = bytesTensor(s.label!) })
-      const r = await worker.call('eval_step', {
-        model: cfg.eval.model, mode: cfg.eval.protocol,
-        ...(cfg.eval.window ? { window: cfg.eval.window } : {}), ...(cfg.eval.stride ? { stride: cfg.eval.stride } : {}),
-        ...(data.dataset.labelLut ? { label_lut: data.dataset.labelLut } : {}),
-      }, { tensors, timeoutMs: 3_600_000 })
-      const part = r.tensors.confusion!.data as BigInt64Array
-      for (let k = 0; k < c * c; k++) cm[k]! += Number(part[k]!)
-    }
-    return { type: 'eval', step, epoch, model: cfg.eval.model, protocol: cfg.eval.protocol, classes: data.dataset.classNames, ...iouFromConfusion(cm, c) }
-  }
 }
 
-function bytesTensor(b: Uint8Array) {
-  return tensor(b instanceof Buffer ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength) : b, undefined, 'uint8')
-}
 
 function size(bytes: Uint8Array, ref: SampleRef) {
   return imageSize(bytes, ref.image)
@@ -259,4 +241,4 @@ function progressLine(step: number, total: number, t0: number, startStep: number
   process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${step}/${total} ep ${ev.epoch} ${losses} ${rate.toFixed(1)} it/s ETA ${mm(eta)}   `)
 }
 
-export { readCheckpoint }
+export { readCheckpoint, type EvalEvent }

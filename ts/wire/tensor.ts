@@ -63,3 +63,8 @@ export function tensorFromBytes(buf: Uint8Array, dtype: DType, shape: number[]):
   const data = new Ctor(bytes.buffer, bytes.byteOffset, bytes.byteLength / size)
   return { dtype, shape, data } as Tensor
 }
+
+/** Encoded file bytes (a JPEG, a PNG) as a uint8 tensor, without a copy. */
+export function bytesTensor(b: Uint8Array): Tensor<'uint8'> {
+  return tensor(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), undefined, 'uint8')
+}

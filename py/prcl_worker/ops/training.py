@@ -87,10 +87,30 @@ def eval_step(ctx, body, tensors):
             {"confusion": cm.cpu()})
 
 
-@register("predict", tensors="any")
+def prepare_predict_inputs(body, tensors):
+    from ..inputs import decode_images
+    return decode_images(tensors, "img")
+
+
+@register("predict", tensors="any", prepare=prepare_predict_inputs)
 def predict(ctx, body, tensors):
+    from ..augment import normalize
     from ..evaluate import probabilities, variance_map
     trainer = _trainer(ctx)
+    images = ctx.prepared(lambda: prepare_predict_inputs(body, tensors))
+    if images:
+        # Encoded images: one forward each at its own size; outputs named per image.
+        out = {}
+        for i, img in enumerate(images):
+            x = normalize(img.to(trainer.device)).unsqueeze(0)
+            probs = probabilities(trainer, body["model"], x)
+            if "classes" in body["outputs"]:
+                out[f"classes.{i}"] = probs.argmax(1)[0].to(torch.uint8)
+            if "probs" in body["outputs"]:
+                out[f"probs.{i}"] = probs[0]
+            if "var" in body["outputs"]:
+                out[f"var.{i}"] = variance_map(trainer, body["model"], x)[0, 0]
+        return {"shape": [len(images)]}, out
     x = _images(trainer, tensors)
     out = {}
     probs = probabilities(trainer, body["model"], x)

@@ -124,7 +124,7 @@ export const trainingOps = {
     tensors: 'any',
   }),
   predict: op({
-    doc: 'Class map, probabilities and the σ² map (mean over dimensions) for x [B,3,H,W].',
+    doc: 'Class map, probabilities and the σ² map (mean over dimensions) for x [B,3,H,W], or per encoded image img.<i> (outputs classes.<i> uint8, probs.<i>, var.<i>).',
     args: Type.Object({
       model: Type.Enum(['teacher', 'student']),
       outputs: Type.Array(Type.Enum(['classes', 'probs', 'var']), { minItems: 1, maxItems: 3 }),

@@ -1,0 +1,46 @@
+// `prcl predict --run DIR [--checkpoint best|latest] --out DIR IMAGE...`: class maps as palette
+// PNGs (VOC colours) and, with --var, the σ² map scaled to 8 bits, for each image.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { basename, extname, join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { encodeLabelPng, encodeRgbPng } from '../data/png.ts'
+import { loadCheckpointWorker } from '../experiment/evaluate.ts'
+import { bytesTensor, type Tensors } from '../wire/tensor.ts'
+import { UsageError } from './usage.ts'
+
+export async function predictCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args, strict: true, allowPositionals: true,
+    options: { run: { type: 'string' }, checkpoint: { type: 'string' }, out: { type: 'string' }, var: { type: 'boolean' }, model: { type: 'string' } },
+  })
+  if (!values.run || !values.out || positionals.length === 0) throw new UsageError('predict needs --run DIR --out DIR and one or more image files')
+  const model = (values.model ?? 'teacher') as 'teacher' | 'student'
+  if (model !== 'teacher' && model !== 'student') throw new UsageError(`--model must be teacher or student, got '${values.model}'`)
+  const { worker } = await loadCheckpointWorker(values.run, values.checkpoint ?? 'best')
+  try {
+    mkdirSync(values.out, { recursive: true })
+    for (const file of positionals) {
+      let bytes: Buffer
+      try { bytes = readFileSync(file) } catch (e) { throw new Error(`cannot read ${file}: ${(e as Error).message}`) }
+      const tensors: Tensors = { 'img.0': bytesTensor(bytes) }
+      const r = await worker.call('predict', { model, outputs: values.var ? ['classes', 'var'] : ['classes'] }, { tensors, timeoutMs: 600_000 })
+      const cls = r.tensors['classes.0']!
+      const [h, w] = cls.shape as [number, number]
+      const stem = basename(file, extname(file))
+      writeFileSync(join(values.out, `${stem}.png`), encodeLabelPng(w, h, cls.data as Uint8Array))
+      if (values.var) {
+        const v = r.tensors['var.0']!.data as Float32Array
+        let lo = Infinity, hi = -Infinity
+        for (const x of v) { lo = Math.min(lo, x); hi = Math.max(hi, x) }
+        const grey = Uint8Array.from(v, (x) => Math.round(((x - lo) / Math.max(hi - lo, 1e-12)) * 255))
+        const rgb = new Uint8Array(w * h * 3)
+        grey.forEach((g, i) => rgb.set([g, g, g], i * 3))
+        writeFileSync(join(values.out, `${stem}.var.png`), encodeRgbPng(w, h, rgb))
+      }
+      console.log(`${file} → ${join(values.out, `${stem}.png`)}`)
+    }
+  } finally {
+    await worker.close()
+  }
+  return 0
+}

@@ -1,0 +1,58 @@
+// Evaluation of a configured worker on the validation split, and of a saved checkpoint.
+import { join } from 'node:path'
+import type { ExperimentConfig } from '../config/schema.ts'
+import { readSample } from '../data/dataset.ts'
+import { bytesTensor, type Tensors } from '../wire/tensor.ts'
+import { Worker } from '../worker/worker.ts'
+import { readCheckpoint } from './checkpoint.ts'
+import { loadRunData, type RunData } from './data.ts'
+import { iouFromConfusion, type IoUResult } from './metrics.ts'
+import { workerSettings } from './settings.ts'
+
+export interface EvalEvent extends IoUResult { type: 'eval'; step: number; epoch: number; model: string; protocol: string; classes: string[] }
+
+/** Confusion over the val split (encoded images, scored at their own size), then IoU. */
+export async function evaluateOn(worker: Worker, cfg: ExperimentConfig, data: RunData, step: number, epoch: number,
+  model: 'teacher' | 'student' = cfg.eval.model): Promise<EvalEvent> {
+  const c = cfg.model.num_classes
+  const cm = new Float64Array(c * c)
+  const chunk = 4
+  for (let i = 0; i < data.val.length; i += chunk) {
+    const refs = data.val.slice(i, i + chunk)
+    const tensors: Tensors = {}
+    const samples = await Promise.all(refs.map((r) => readSample(r)))
+    samples.forEach((s, j) => { tensors[`img.${j}`] = bytesTensor(s.image); tensors[`lbl.${j}`] = bytesTensor(s.label!) })
+    const r = await worker.call('eval_step', {
+      model, mode: cfg.eval.protocol,
+      ...(cfg.eval.window ? { window: cfg.eval.window } : {}), ...(cfg.eval.stride ? { stride: cfg.eval.stride } : {}),
+      ...(data.dataset.labelLut ? { label_lut: data.dataset.labelLut } : {}),
+    }, { tensors, timeoutMs: 3_600_000 })
+    const part = r.tensors.confusion!.data as BigInt64Array
+    for (let k = 0; k < c * c; k++) cm[k]! += Number(part[k]!)
+  }
+  return { type: 'eval', step, epoch, model, protocol: cfg.eval.protocol, classes: data.dataset.classNames, ...iouFromConfusion(cm, c) }
+}
+
+/** Load a run's checkpoint (`best` or `latest`) into a worker, configured as the run was. */
+export async function loadCheckpointWorker(runDir: string, which: string, worker?: Worker) {
+  const ck = readCheckpoint(join(runDir, 'checkpoints', which))
+  const w = worker ?? await Worker.start({ python: ck.config.worker.python ?? undefined, device: ck.config.worker.device, log: 'silent' })
+  await w.call('configure', workerSettings(ck.config), { timeoutMs: 600_000 })
+  await w.call('load', { path: ck.workerFile }, { timeoutMs: 600_000 })
+  return { worker: w, checkpoint: ck, owned: !worker }
+}
+
+/** Evaluate a saved checkpoint on the run's val split, with both networks when asked. */
+export async function evaluateCheckpoint(runDir: string, o: { which?: string; models?: Array<'teacher' | 'student'>; worker?: Worker } = {}) {
+  const { worker, checkpoint, owned } = await loadCheckpointWorker(runDir, o.which ?? 'best', o.worker)
+  try {
+    const data = await loadRunData(checkpoint.config)
+    const out: EvalEvent[] = []
+    for (const m of o.models ?? [checkpoint.config.eval.model]) {
+      out.push(await evaluateOn(worker, checkpoint.config, data, checkpoint.state.step, checkpoint.state.epoch, m))
+    }
+    return { checkpoint: checkpoint.dir, results: out }
+  } finally {
+    if (owned) await worker.close()
+  }
+}
