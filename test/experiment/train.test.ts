@@ -10,6 +10,8 @@ import { loadConfig } from '../../ts/config/load.ts'
 import type { ExperimentConfig } from '../../ts/config/schema.ts'
 import { generateSynthetic } from '../../ts/data/synth.ts'
 import { readCheckpoint } from '../../ts/experiment/checkpoint.ts'
+import { evaluateCheckpoint } from '../../ts/experiment/evaluate.ts'
+import { bytesTensor } from '../../ts/wire/tensor.ts'
 import { Experiment, type StepEvent } from '../../ts/experiment/run.ts'
 import type { Worker } from '../../ts/worker/worker.ts'
 import { attachShared } from '../setup/attach.ts'
@@ -92,6 +94,20 @@ describe('a run on the synthetic dataset', () => {
     const replayed = out.trim().split('\n').map((l) => JSON.parse(l))
     expect(replayed.map((r) => r.step)).toEqual(driven.map((e) => e.step))
     expect(replayed.map((r) => [r.total, r.losses])).toEqual(driven.map((e) => [e.total, e.losses]))
+  }, 300_000)
+
+  it('evaluates a saved checkpoint again, and predicts class and σ² maps for image files', async () => {
+    const runDir = join(dir, 'full')
+    const summary = JSON.parse(readFileSync(join(runDir, 'summary.json'), 'utf8'))
+    const r = await evaluateCheckpoint(runDir, { which: 'best', models: ['teacher', 'student'], worker })
+    expect(r.results.map((e) => e.model)).toEqual(['teacher', 'student'])
+    expect(r.results[0]!.miou).toBeCloseTo(summary.best.miou, 10)
+    const image = readFileSync(join(data, 'JPEGImages', 'synth_000000.jpg'))
+    const p = await worker.call('predict', { model: 'teacher', outputs: ['classes', 'var'] }, { tensors: { 'img.0': bytesTensor(image) } })
+    expect(p.tensors['classes.0']!.shape).toEqual([40, 40])
+    expect(p.tensors['classes.0']!.dtype).toBe('uint8')
+    expect(Math.max(...(p.tensors['classes.0']!.data as Uint8Array))).toBeLessThan(5)
+    expect(p.tensors['var.0']!.shape).toEqual([40, 40])
   }, 300_000)
 
   it('a checkpoint whose files do not match its manifest is refused', async () => {
