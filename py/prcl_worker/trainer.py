@@ -106,6 +106,15 @@ class Trainer:
         if decoded["img_l"]:
             imgs = [augment.normalize(t.to(self.device, non_blocking=True)) for t in decoded["img_l"]]
             lbls = [t.to(self.device, non_blocking=True) for t in decoded["lbl_l"]]
+            for i, (img, lbl) in enumerate(zip(imgs, lbls)):
+                if tuple(lbl.shape) != tuple(img.shape[1:]):
+                    raise InvalidArgument(f"label lbl_l.{i} is {list(lbl.shape)} but its image is {list(img.shape[1:])}",
+                                          f"tensors.lbl_l.{i}")
+                bad = (lbl >= self.num_classes) | (lbl < -1)
+                if bool(bad.any()):
+                    value = int(lbl[bad][0])
+                    raise InvalidArgument(f"label lbl_l.{i} holds the value {value}, outside 0..{self.num_classes - 1} "
+                                          f"(255 = ignore)", f"tensors.lbl_l.{i}")
             x_l, y_l, _ = augment.augment_batch(imgs, lbls, None, self._per_image(body.get("labeled_aug") or [{}] * len(imgs), imgs, "labeled_aug"))
         else:
             x_l = self._tensor(tensors, "x_l", torch.float32, 4)

@@ -119,6 +119,30 @@ describe('a run on the synthetic dataset', () => {
     expect(() => readCheckpoint(latest)).toThrow(/driver\.json does not match its manifest/)
   })
 
+  it('names the file of a label value out of range, and skips unreadable samples when asked', async () => {
+    const { cpSync, writeFileSync } = await import('node:fs')
+    const { encodeLabelPng } = await import('../../ts/data/png.ts')
+    const bad = join(dir, 'bad-data')
+    cpSync(data, bad, { recursive: true })
+    const labeled = readFileSync(join(bad, 'splits/8/0/labeled_filename.txt'), 'utf8').split('\n')[0]!
+    const unlabeled = readFileSync(join(bad, 'splits/8/0/unlabeled_filename.txt'), 'utf8').split('\n')[0]!
+    writeFileSync(join(bad, 'SegmentationClass', `${labeled}.png`), encodeLabelPng(40, 40, new Uint8Array(40 * 40).fill(9)))
+    writeFileSync(join(bad, 'JPEGImages', `${unlabeled}.jpg`), 'not an image')
+    const c = config()
+    c.data.root = bad
+    c.data.skip_bad_samples = true
+    const err = await new Experiment(c, { runDir: join(dir, 'bad-label'), worker, log: () => undefined }).run().catch((e) => e)
+    expect(err.message).toContain(join(bad, 'SegmentationClass', `${labeled}.png`))
+    expect(err.message).toMatch(/holds the value 9, outside 0\.\.4/)
+    // Repair the label: the unreadable unlabeled image is skipped and reported in the summary.
+    cpSync(join(data, 'SegmentationClass', `${labeled}.png`), join(bad, 'SegmentationClass', `${labeled}.png`))
+    const summary = await new Experiment(c, { runDir: join(dir, 'skip'), worker, log: () => undefined }).run()
+    expect(summary.steps).toBe(8)
+    expect(summary.skipped.map((s) => s.file)).toContain(join(bad, 'JPEGImages', `${unlabeled}.jpg`))
+    c.data.skip_bad_samples = false
+    await expect(new Experiment(c, { runDir: join(dir, 'noskip'), worker, log: () => undefined }).run()).rejects.toThrow(new RegExp(`${unlabeled}\\.jpg`))
+  }, 300_000)
+
   it('names a missing data root and a missing split file', async () => {
     const c = config()
     c.data.root = join(dir, 'nowhere')

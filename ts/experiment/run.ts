@@ -5,7 +5,8 @@ import { EventEmitter } from 'node:events'
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import type { ExperimentConfig } from '../config/schema.ts'
-import { readSample, type SampleRef } from '../data/dataset.ts'
+import { readSample, type Sample, type SampleRef } from '../data/dataset.ts'
+import { WorkerError } from '../wire/errors.ts'
 import { imageSize } from '../data/imagesize.ts'
 import type { CallResult } from '../wire/connection.ts'
 import type { OpArgs, OpResult } from '../wire/ops/index.ts'
@@ -49,6 +50,8 @@ export interface RunSummary {
   best: EvalEvent | null
   splits: RunData['splits']
   config_sha: string
+  /** Samples left out because they could not be read (data.skip_bad_samples), with the reason. */
+  skipped: Array<{ file: string; reason: string }>
 }
 
 type TrainArgs = OpArgs<'train_step'>
@@ -57,6 +60,7 @@ export class Experiment extends EventEmitter {
   readonly runDir: string
   private cfg: ExperimentConfig
   private opts: RunOptions
+  private skipped: Array<{ file: string; reason: string }> = []
 
   constructor(cfg: ExperimentConfig, opts: RunOptions = {}) {
     super()
@@ -131,10 +135,12 @@ export class Experiment extends EventEmitter {
       for (let step = state.step + 1; step <= stopAt; step++) {
         const epoch = Math.floor((step - 1) / perEpoch)
         const progress: Progress = { step: step - 1, epoch, stepsPerEpoch: perEpoch, totalSteps: total }
-        const { body, tensors, lr } = await this.buildStep(data, rng, lab, unl, progress)
+        const { body, tensors, lr, files } = await this.buildStep(data, rng, lab, unl, progress)
         const snapshot: DriverState = { step, epoch: Math.floor(step / perEpoch), rng: rng.state(), best: state.best, wall_ms: 0, samplers: { labeled: lab.state(), unlabeled: unl.state() } }
         recorder?.write('train_step', body, tensors)
-        inflight.push({ step, epoch, lr, reply: worker.call('train_step', body, { tensors, timeoutMs: 3_600_000 }), snapshot })
+        const reply = worker.call('train_step', body, { tensors, timeoutMs: 3_600_000 }).catch((e) => { throw nameFile(e, files) })
+        reply.catch(() => undefined) // awaited in order below; this keeps an early failure from being "unhandled"
+        inflight.push({ step, epoch, lr, reply, snapshot })
         const epochEnd = step % perEpoch === 0
         const ckpt = step % cfg.checkpoint.every_steps === 0 || step === stopAt
         if (inflight.length >= 2 || epochEnd || ckpt) {
@@ -163,7 +169,7 @@ export class Experiment extends EventEmitter {
       const summary: RunSummary = {
         name: cfg.name, run_dir: this.runDir, steps: done, epochs: Math.floor(done / perEpoch),
         wall_minutes: (state.wall_ms + Date.now() - started) / 60_000, last, best, splits: data.splits,
-        config_sha: sha(JSON.stringify(cfg)),
+        config_sha: sha(JSON.stringify(cfg)), skipped: this.skipped,
       }
       writeFileSync(join(this.runDir, 'summary.json'), JSON.stringify(summary, null, 2))
       return summary
@@ -177,11 +183,8 @@ export class Experiment extends EventEmitter {
   private async buildStep(data: RunData, rng: Rng, lab: Sampler, unl: Sampler, p: Progress) {
     const cfg = this.cfg
     const b = cfg.sampling.batch_size
-    const lrefs = lab.take(b).map((i) => data.labeled[i]!)
-    const urefs = unl.take(b).map((i) => data.unlabeled[i]!)
-    const [lsamples, usamples] = await Promise.all([
-      Promise.all(lrefs.map((r) => readSample(r))),
-      Promise.all(urefs.map((r) => readSample(r))),
+    const [[lrefs, lsamples], [urefs, usamples]] = await Promise.all([
+      this.readBatch(lab, data.labeled, b), this.readBatch(unl, data.unlabeled, b),
     ])
     const tensors: Tensors = {}
     const labeledAug = lsamples.map((s, i) => {
@@ -202,13 +205,41 @@ export class Experiment extends EventEmitter {
       mix: drawMix(rng, policy.mix, b, cfg.data.unlabeled.crop),
       ...(data.dataset.labelLut ? { label_lut: data.dataset.labelLut } : {}),
     }
-    return { body, tensors, lr }
+    return { body, tensors, lr, files: { img_l: lrefs.map((r) => r.image), lbl_l: lrefs.map((r) => r.label ?? ''), img_u: urefs.map((r) => r.image) } }
+  }
+
+  /** `n` readable samples; with data.skip_bad_samples an unreadable one is replaced by the
+   *  sampler's next and recorded, else its error (naming the file) ends the run. */
+  private async readBatch(sampler: Sampler, refs: SampleRef[], n: number): Promise<[SampleRef[], Sample[]]> {
+    const outRefs: SampleRef[] = []
+    const out: Sample[] = []
+    const skip = this.cfg.data.skip_bad_samples
+    let guard = 0
+    while (out.length < n) {
+      const want = sampler.take(n - out.length).map((i) => refs[i]!)
+      const got = await Promise.all(want.map((r) => readSample(r, {
+        skipBad: skip, onSkip: (e) => this.skipped.push({ file: r.image, reason: e.message }),
+      })))
+      got.forEach((s, i) => { if (s) { out.push(s); outRefs.push(want[i]!) } })
+      if (++guard > 100 + refs.length) throw new Error('every sample read failed; see the skipped list')
+    }
+    return [outRefs, out]
   }
 }
 
 
 function size(bytes: Uint8Array, ref: SampleRef) {
   return imageSize(bytes, ref.image)
+}
+
+/** A worker error about one of a step's tensors (say `tensors.lbl_l.1`) names that tensor's file. */
+function nameFile(e: unknown, files: Record<string, string[]>): unknown {
+  const m = e instanceof WorkerError ? /^tensors\.(img_l|lbl_l|img_u)\.(\d+)$/.exec(e.path ?? '') : null
+  const file = m ? files[m[1]!]?.[Number(m[2])] : undefined
+  if (!file) return e
+  const err = new Error(`${file}: ${(e as WorkerError).message}`)
+  ;(err as Error & { cause?: unknown }).cause = e
+  return err
 }
 
 function sha(text: string): string {
