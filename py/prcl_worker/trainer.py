@@ -50,6 +50,11 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         else:
             torch.backends.cudnn.benchmark = True
+        if cfg["teacher"]["bn_mode"] == "eval" and cfg["ema"]["buffers"] == "own":
+            # The teacher's BatchNorm statistics only move through its own train-mode forwards:
+            # in eval mode they would stay at their initial values (seen: mIoU collapsing to ~5%).
+            raise InvalidArgument("teacher.bn_mode 'eval' needs ema.buffers 'copy' or 'ema': with 'own' the "
+                                  "teacher's BatchNorm statistics never leave their initial values", "teacher.bn_mode")
         torch.manual_seed(cfg["seed"])
         m = cfg["model"]
         self.num_classes = m["num_classes"]

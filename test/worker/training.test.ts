@@ -152,6 +152,11 @@ describe('configuration errors name the problem', () => {
     const err = await worker.call('configure', s).catch((e) => e)
     expect(err.message).toMatch(/'prcl'.*params\.strong_threshold must be smaller than or equal to 1/)
   })
+  it('a teacher in eval mode whose BatchNorm statistics would never move', async () => {
+    const err = await worker.call('configure', tinySettings({ teacher: { bn_mode: 'eval' } })).catch((e) => e)
+    expect(err.message).toMatch(/teacher\.bn_mode 'eval' needs ema\.buffers 'copy' or 'ema'/)
+    await worker.call('configure', tinySettings({ teacher: { bn_mode: 'eval' }, ema: { buffers: 'copy' } }))
+  })
   it('a step before configure, and labels out of range', async () => {
     await worker.call('reset', {})
     const err = await worker.call('train_step', stepBody(tinySettings(), 0), { tensors: batch }).catch((e) => e)
