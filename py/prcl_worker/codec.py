@@ -77,12 +77,15 @@ def frame_to_tensor(buf, dtype, shape, path="tensor"):
     return torch.from_numpy(arr).reshape(shape)
 
 
+def frame_buffer(frame):
+    """The bytes of a zmq.Frame (a zero-copy memoryview) or of any bytes-like object."""
+    return frame.buffer if hasattr(frame, "buffer") else memoryview(frame)
+
+
 def decode_tensors(meta, frames):
     """Named torch tensors of a request; `frames` includes the header at index 0."""
     check_tensor_meta(meta, len(frames))
-    return {m["name"]: frame_to_tensor(frames[m["frame"]].buffer if hasattr(frames[m["frame"]], "buffer")
-                                       else memoryview(frames[m["frame"]]),
-                                       m["dtype"], m["shape"], f"tensors[{i}]")
+    return {m["name"]: frame_to_tensor(frame_buffer(frames[m["frame"]]), m["dtype"], m["shape"], f"tensors[{i}]")
             for i, m in enumerate(meta)}
 
 

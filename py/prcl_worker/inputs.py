@@ -1,9 +1,8 @@
-"""A train_step's images: encoded bytes decoded on the host (in the prepare pool), or raw tensors.
-
-Encoded inputs travel as uint8 tensors named `img_l.<i>` (JPEG/PNG), `lbl_l.<i>` (PNG label) and
-`img_u.<i>`; raw ones as `x_l` [B,3,H,W] float32 (normalised), `y_l` [B,H,W] int64 (-1 ignore)
-and `x_u`. Decoding is plain CPU work that releases the GIL, so it runs while the previous step
-computes; everything after decoding runs on the worker's device.
+"""Encoded images in a request, decoded on the host (in the prepare pool), for every op that takes
+them: train_step (`img_l.<i>`, `lbl_l.<i>`, `img_u.<i>`), eval_step (`img.<i>`, `lbl.<i>`) and
+predict (`img.<i>`). Each travels as a uint8 1-d tensor of JPEG/PNG bytes. Raw tensors (`x_l`, `y_l`,
+`x_u`, `x`, `y`) are the alternative and are read by the ops themselves. Decoding is plain CPU
+work that releases the GIL, so it runs while the previous request computes.
 """
 
 import re
@@ -12,99 +11,69 @@ import torch
 
 from .errors import InvalidArgument
 
-_NAME = re.compile(r"^(img_l|lbl_l|img_u)\.(\d+)$")
 
-
-def _indexed(tensors):
-    groups = {"img_l": {}, "lbl_l": {}, "img_u": {}}
+def numbered(tensors, prefix):
+    """The tensors `<prefix>.0`, `<prefix>.1`, … in index order (empty when there are none)."""
+    pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)$")
+    found = {}
     for name, t in tensors.items():
-        m = _NAME.match(name)
+        m = pattern.match(name)
         if m:
             if t.dtype != torch.uint8 or t.ndim != 1:
                 raise InvalidArgument(f"tensor '{name}' must hold encoded bytes (uint8, 1-d)", f"tensors.{name}")
-            groups[m.group(1)][int(m.group(2))] = t
-    out = {}
-    for key, items in groups.items():
-        if sorted(items) != list(range(len(items))):
-            raise InvalidArgument(f"{key}.<i> tensors must be numbered 0..{len(items) - 1}, got {sorted(items)}",
-                                  "tensors")
-        out[key] = [items[i] for i in range(len(items))]
-    return out
+            found[int(m.group(1))] = t
+    if sorted(found) != list(range(len(found))):
+        raise InvalidArgument(f"{prefix}.<i> tensors must be numbered 0..{len(found) - 1}, got {sorted(found)}",
+                              "tensors")
+    return [found[i] for i in range(len(found))]
+
+
+def _decode(fn, t, name, **kw):
+    """fn over the bytes of tensor `name`; a file that does not decode is the request's error."""
+    try:
+        return fn(memoryview(t.contiguous().numpy()), **kw)
+    except ValueError as exc:
+        raise InvalidArgument(f"{name}: {exc}", f"tensors.{name}") from None
+
+
+def _lut(body):
+    lut = body.get("label_lut")
+    return torch.tensor(lut, dtype=torch.uint8) if lut else None
+
+
+def decode_images(tensors, prefix):
+    """[uint8 [3,H,W]] from `<prefix>.<i>` tensors."""
+    from .augment import decode_image
+    return [_decode(decode_image, t, f"{prefix}.{i}") for i, t in enumerate(numbered(tensors, prefix))]
+
+
+def decode_labels(body, tensors, prefix, count):
+    """[int64 [H,W]] from `<prefix>.<i>` tensors (255 -> -1, the body's label_lut applied), one per image."""
+    from .augment import decode_label
+    found = numbered(tensors, prefix)
+    if len(found) != count:
+        raise InvalidArgument(f"{count} images but {len(found)} {prefix}.<i> labels", "tensors")
+    lut = _lut(body)
+    return [_decode(decode_label, t, f"{prefix}.{i}", lut=lut) for i, t in enumerate(found)]
 
 
 def decode_inputs(body, tensors):
-    """{'img_l': [uint8 [3,H,W]], 'lbl_l': [int64 [H,W]], 'img_u': [...]} decoded on the host."""
-    from .augment import decode_image, decode_label
-
-    groups = _indexed(tensors)
-    if len(groups["lbl_l"]) != len(groups["img_l"]):
-        raise InvalidArgument(f"{len(groups['img_l'])} labeled images but {len(groups['lbl_l'])} labels", "tensors")
-    lut = body.get("label_lut")
-    lut_t = torch.tensor(lut, dtype=torch.uint8) if lut else None
-    pin = torch.cuda.is_available()
-
-    def host(t):
-        return t.pin_memory() if pin else t
-
-    def decode(fn, t, name, i, **kw):
-        try:
-            return host(fn(t.numpy().tobytes() if not t.is_contiguous() else memoryview(t.numpy()), **kw))
-        except ValueError as exc:
-            raise InvalidArgument(f"{name}.{i}: {exc}", f"tensors.{name}.{i}") from None
-
-    return {
-        "img_l": [decode(decode_image, t, "img_l", i) for i, t in enumerate(groups["img_l"])],
-        "lbl_l": [decode(decode_label, t, "lbl_l", i, lut=lut_t) for i, t in enumerate(groups["lbl_l"])],
-        "img_u": [decode(decode_image, t, "img_u", i) for i, t in enumerate(groups["img_u"])],
-    }
+    """train_step: {'img_l': [uint8 [3,H,W]], 'lbl_l': [int64 [H,W]], 'img_u': [...]}."""
+    labeled = decode_pairs(body, tensors, "img_l", "lbl_l")
+    out = {"img_l": [img for img, _ in labeled], "lbl_l": [lbl for _, lbl in labeled],
+           "img_u": decode_images(tensors, "img_u")}
+    if torch.cuda.is_available():
+        # Pinned host memory lets the copy to the device run asynchronously.
+        out = {k: [t.pin_memory() for t in v] for k, v in out.items()}
+    return out
 
 
 def decode_pairs(body, tensors, image_prefix, label_prefix):
     """[(uint8 [3,H,W], int64 [H,W])] from `<image_prefix>.<i>` / `<label_prefix>.<i>` tensors."""
-    from .augment import decode_image, decode_label
-
-    pattern = re.compile(rf"^({image_prefix}|{label_prefix})\.(\d+)$")
-    found = {image_prefix: {}, label_prefix: {}}
-    for name, t in tensors.items():
-        m = pattern.match(name)
-        if m:
-            found[m.group(1)][int(m.group(2))] = t
-    if not found[image_prefix]:
-        return []
-    n = len(found[image_prefix])
-    if sorted(found[image_prefix]) != list(range(n)) or sorted(found[label_prefix]) != list(range(n)):
-        raise InvalidArgument(f"{image_prefix}.<i> and {label_prefix}.<i> must both be numbered 0..{n - 1}", "tensors")
-    lut = body.get("label_lut")
-    lut_t = torch.tensor(lut, dtype=torch.uint8) if lut else None
-    out = []
-    for i in range(n):
-        try:
-            img = decode_image(memoryview(found[image_prefix][i].numpy()))
-        except ValueError as exc:
-            raise InvalidArgument(f"{image_prefix}.{i}: {exc}", f"tensors.{image_prefix}.{i}") from None
-        try:
-            lbl = decode_label(memoryview(found[label_prefix][i].numpy()), lut=lut_t)
-        except ValueError as exc:
-            raise InvalidArgument(f"{label_prefix}.{i}: {exc}", f"tensors.{label_prefix}.{i}") from None
+    images = decode_images(tensors, image_prefix)
+    labels = decode_labels(body, tensors, label_prefix, len(images))
+    for i, (img, lbl) in enumerate(zip(images, labels)):
         if tuple(lbl.shape) != tuple(img.shape[1:]):
             raise InvalidArgument(f"{label_prefix}.{i} is {list(lbl.shape)} but its image is {list(img.shape[1:])}",
                                   f"tensors.{label_prefix}.{i}")
-        out.append((img, lbl))
-    return out
-
-
-def decode_images(tensors, prefix):
-    """[uint8 [3,H,W]] from `<prefix>.<i>` tensors, in index order (empty when there are none)."""
-    from .augment import decode_image
-
-    pattern = re.compile(rf"^{prefix}\.(\d+)$")
-    found = {int(m.group(1)): t for name, t in tensors.items() if (m := pattern.match(name))}
-    if sorted(found) != list(range(len(found))):
-        raise InvalidArgument(f"{prefix}.<i> tensors must be numbered 0..{len(found) - 1}", "tensors")
-    out = []
-    for i in range(len(found)):
-        try:
-            out.append(decode_image(memoryview(found[i].numpy())))
-        except ValueError as exc:
-            raise InvalidArgument(f"{prefix}.{i}: {exc}", f"tensors.{prefix}.{i}") from None
-    return out
+    return list(zip(images, labels))

@@ -36,11 +36,6 @@ class ReplayContext:
         return False
 
 
-class _Frame:
-    def __init__(self, data):
-        self.buffer = memoryview(data)
-
-
 def read_requests(path):
     with open(path, "rb") as f:
         while True:
@@ -56,8 +51,8 @@ def read_requests(path):
                 data = bytearray(f.read(n))
                 if len(data) != n:
                     raise ValueError(f"{path}: truncated frame")
-                frames.append(_Frame(data))
-            header = msgpack.unpackb(frames[0].buffer, raw=False)
+                frames.append(data)
+            header = msgpack.unpackb(frames[0], raw=False)
             yield header["op"], header["body"], decode_tensors(header["tensors"], frames)
 
 

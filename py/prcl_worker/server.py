@@ -19,7 +19,7 @@ import torch
 import zmq
 
 from . import PROTOCOL_VERSION, __version__
-from .codec import decode_tensors, encode_tensors
+from .codec import decode_tensors, encode_tensors, frame_buffer
 from .control import Control
 from concurrent.futures import ThreadPoolExecutor
 
@@ -251,7 +251,7 @@ class Server:
             self.cancelled_ids.discard(request_id)
 
     def _read_header(self, frame):
-        buf = frame.buffer if hasattr(frame, "buffer") else frame
+        buf = frame_buffer(frame)
         if len(buf) > MAX_HEADER_BYTES:
             raise BadMessage(f"header of {len(buf)} bytes exceeds {MAX_HEADER_BYTES}")
         try:

@@ -97,10 +97,7 @@ class Trainer:
         if t.dtype != dtype or t.ndim != ndim:
             raise InvalidArgument(f"tensor '{name}' must be {dtype} with {ndim} dims, got {t.dtype} {list(t.shape)}",
                                   f"tensors.{name}")
-        t = t.to(self.device, non_blocking=True)
-        if self.cfg["channels_last"] and ndim == 4:
-            t = t.contiguous(memory_format=torch.channels_last)
-        return t
+        return t.to(self.device, non_blocking=True)
 
     # -- the step -------------------------------------------------------------------------------
 
@@ -111,10 +108,8 @@ class Trainer:
         if decoded["img_l"]:
             imgs = [augment.normalize(t.to(self.device, non_blocking=True)) for t in decoded["img_l"]]
             lbls = [t.to(self.device, non_blocking=True) for t in decoded["lbl_l"]]
-            for i, (img, lbl) in enumerate(zip(imgs, lbls)):
-                if tuple(lbl.shape) != tuple(img.shape[1:]):
-                    raise InvalidArgument(f"label lbl_l.{i} is {list(lbl.shape)} but its image is {list(img.shape[1:])}",
-                                          f"tensors.lbl_l.{i}")
+            # Sizes were checked when decoding; the class range needs the configured model.
+            for i, lbl in enumerate(lbls):
                 bad = (lbl >= self.num_classes) | (lbl < -1)
                 if bool(bad.any()):
                     value = int(lbl[bad][0])
@@ -124,6 +119,11 @@ class Trainer:
         else:
             x_l = self._tensor(tensors, "x_l", torch.float32, 4)
             y_l = self._tensor(tensors, "y_l", torch.int64, 3)
+            if x_l.shape[0] != y_l.shape[0] or x_l.shape[2:] != y_l.shape[1:]:
+                raise InvalidArgument(f"x_l {list(x_l.shape)} and y_l {list(y_l.shape)} do not match", "tensors.y_l")
+            lo, hi = torch.aminmax(y_l) if hasattr(torch, "aminmax") else (y_l.min(), y_l.max())
+            if int(hi) >= self.num_classes or int(lo) < -1:
+                raise InvalidArgument(f"y_l holds labels outside -1..{self.num_classes - 1}", "tensors.y_l")
             if body.get("labeled_aug"):
                 x_l, y_l, _ = augment.augment_batch(x_l, y_l, None, self._per_image(body["labeled_aug"], x_l, "labeled_aug"))
         if decoded["img_u"]:
@@ -136,11 +136,6 @@ class Trainer:
         if self.cfg["channels_last"]:
             x_l = x_l.contiguous(memory_format=torch.channels_last)
             x_u = x_u.contiguous(memory_format=torch.channels_last)
-        if x_l.shape[0] != y_l.shape[0] or x_l.shape[2:] != y_l.shape[1:]:
-            raise InvalidArgument(f"x_l {list(x_l.shape)} and y_l {list(y_l.shape)} do not match", "tensors.y_l")
-        lo, hi = torch.aminmax(y_l) if hasattr(torch, "aminmax") else (y_l.min(), y_l.max())
-        if int(hi) >= self.num_classes or int(lo) < -1:
-            raise InvalidArgument(f"y_l holds labels outside -1..{self.num_classes - 1}", "tensors.y_l")
         return x_l, y_l, x_u
 
     def train_step(self, body, tensors, decoded, prefetch=lambda: None, decode_ms=0.0):
@@ -250,9 +245,7 @@ class Trainer:
             "losses": {n: {"value": float(v.detach()), "weight": float(body["weights"][n])} for n, v in values.items()},
             "stats": {
                 "mask_ratio": float(u_mask.mean()) if u_mask.numel() else 0.0,
-                "classes_present": int(prcl_stats.get("classes_present", torch.zeros(())).item()
-                                       if torch.is_tensor(prcl_stats.get("classes_present")) else
-                                       prcl_stats.get("classes_present", 0)),
+                "classes_present": int(prcl_stats.get("classes_present", 0)),
                 "anchor_classes": int(prcl_stats.get("anchor_classes", 0)),
                 "hard_pixels_per_class": (prcl_stats["hard_pixels"].tolist() if "hard_pixels" in prcl_stats
                                           else [0] * self.num_classes),

@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { extname, resolve } from 'node:path'
 import { Compile } from 'typebox/compile'
 import { parse as parseYaml } from 'yaml'
+import { deepMerge, isPlain } from './merge.ts'
 import { PRESETS, presetNames } from './presets.ts'
 import { ExperimentConfig } from './schema.ts'
 
@@ -41,18 +42,7 @@ function readConfigFile(path: string): unknown {
   if (typeof parent !== 'string' || !(parent in PRESETS)) {
     throw new ConfigError(`${path}: extends must name a preset (${presetNames().join(', ')}), got ${JSON.stringify(parent)}`)
   }
-  return deepMerge(PRESETS[parent]!(), rest, path)
-}
-
-function deepMerge(base: unknown, over: unknown, where: string): unknown {
-  if (!isPlain(base) || !isPlain(over)) return over
-  const out: Record<string, unknown> = { ...base }
-  for (const [k, v] of Object.entries(over)) out[k] = k in base && k !== 'loss' ? deepMerge(base[k], v, `${where}.${k}`) : v
-  return out
-}
-
-function isPlain(x: unknown): x is Record<string, unknown> {
-  return !!x && typeof x === 'object' && !Array.isArray(x)
+  return deepMerge<unknown>(PRESETS[parent]!(), rest)
 }
 
 /** `a.b.c=value`: the value is parsed as JSON when it parses (numbers, booleans, null, arrays),

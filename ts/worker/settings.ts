@@ -1,6 +1,7 @@
 // Ready-made worker settings: the paper's (spec §13) and a tiny one for tests and CPU demos,
 // plus a synthetic batch, so a REPL user can configure and step a worker in two lines.
 import type { Static } from 'typebox'
+import { deepMerge } from '../config/merge.ts'
 import { prclLoss, type PrclLossOptions } from '../loss/compose.ts'
 import type { ConfigureArgs, Policy } from '../wire/ops/training.ts'
 import { tensor, type Tensor } from '../wire/tensor.ts'
@@ -11,14 +12,7 @@ export type StepPolicy = Static<typeof Policy>
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] }
 
 function merge<T>(base: T, over: DeepPartial<T> | undefined): T {
-  if (!over) return base
-  const out = { ...base } as Record<string, unknown>
-  for (const [k, v] of Object.entries(over)) {
-    const b = (base as Record<string, unknown>)[k]
-    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && k !== 'loss'
-      ? merge(b, v as never) : v
-  }
-  return out as T
+  return deepMerge(base, over ?? {})
 }
 
 /** DeepLabV3+ ResNet-101 OS16 with the released PRCL settings for VOC (21 classes). */

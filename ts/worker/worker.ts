@@ -67,6 +67,8 @@ export class Worker extends EventEmitter {
   private conn: Connection
   private readonly opts: WorkerOptions
   private child: ChildProcess | null = null
+  /** Settles when `child` has exited (or could not start). */
+  private childExited: Promise<unknown> | null = null
   private readonly socketFile: string | undefined
   private readonly spawned: boolean
   private python: string | null = null
@@ -215,7 +217,7 @@ export class Worker extends EventEmitter {
         resolve(err)
       })
     })
-    ;(child as ChildProcess & { exited?: Promise<WorkerDiedError> }).exited = exited
+    this.childExited = exited
     const hello = this.conn.waitForHello(this.opts.startTimeoutMs ?? 120_000, false)
     const outcome = await Promise.race([hello, exited])
     if (outcome instanceof Error) { hello.catch(() => undefined); throw outcome }
@@ -226,7 +228,7 @@ export class Worker extends EventEmitter {
   private async stopChild(): Promise<void> {
     const child = this.child
     if (!child) return
-    const exited = (child as ChildProcess & { exited?: Promise<unknown> }).exited
+    const exited = this.childExited ?? undefined
     if (child.exitCode === null && child.signalCode === null) {
       if (this.dead === null && this.conn.hello) {
         await this.conn.call('shutdown', {}, { timeoutMs: 2000 }).catch(() => undefined)
