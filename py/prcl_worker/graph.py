@@ -79,6 +79,11 @@ class LossGraph:
     def names(self):
         return [t["name"] for t in self.terms]
 
+    def terms_needing_more_than(self, available):
+        """Names of the enabled terms that read a model output or batch tensor outside `available`."""
+        return [t["name"] for t in self.terms
+                if any(not ref.startswith("term.") and ref not in available for ref in t["inputs"].values())]
+
     def run(self, model, batch, weights, overrides=None, generator=None):
         """(total, {name: value tensor}, {name: stats}). Every enabled term needs a weight."""
         missing = [n for n in self.names if n not in weights]

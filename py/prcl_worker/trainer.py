@@ -14,7 +14,7 @@ from .graph import LossGraph
 from .model import build_model
 from .errors import InvalidArgument
 
-from .names import BATCH_TENSORS, MODEL_OUTPUTS
+from .names import BATCH_TENSORS, LABELED_ONLY, MODEL_OUTPUTS
 
 
 def pick_threads(requested):
@@ -102,7 +102,8 @@ class Trainer:
     # -- the step -------------------------------------------------------------------------------
 
     def _images(self, body, tensors, decoded):
-        """x_l, y_l, x_u on the device, labeled augmentation applied; from decoded bytes or raw tensors."""
+        """x_l, y_l, x_u on the device, labeled augmentation applied; from decoded bytes or raw tensors.
+        x_u is None when the request carries no unlabeled images."""
         from . import augment
 
         if decoded["img_l"]:
@@ -126,7 +127,9 @@ class Trainer:
                 raise InvalidArgument(f"y_l holds labels outside -1..{self.num_classes - 1}", "tensors.y_l")
             if body.get("labeled_aug"):
                 x_l, y_l, _ = augment.augment_batch(x_l, y_l, None, self._per_image(body["labeled_aug"], x_l, "labeled_aug"))
-        if decoded["img_u"]:
+        if not decoded["img_u"] and "x_u" not in tensors:
+            x_u = None  # a labeled-only step (see train_step)
+        elif decoded["img_u"]:
             imgs = [augment.normalize(t.to(self.device, non_blocking=True)) for t in decoded["img_u"]]
             x_u, _, _ = augment.augment_batch(imgs, None, None, self._per_image(body.get("unlabeled_crop") or [{}] * len(imgs), imgs, "unlabeled_crop"))
         else:
@@ -135,16 +138,13 @@ class Trainer:
                 x_u, _, _ = augment.augment_batch(x_u, None, None, self._per_image(body["unlabeled_crop"], x_u, "unlabeled_crop"))
         if self.cfg["channels_last"]:
             x_l = x_l.contiguous(memory_format=torch.channels_last)
-            x_u = x_u.contiguous(memory_format=torch.channels_last)
+            x_u = None if x_u is None else x_u.contiguous(memory_format=torch.channels_last)
         return x_l, y_l, x_u
 
     def train_step(self, body, tensors, decoded, prefetch=lambda: None, decode_ms=0.0):
-        from . import augment  # imported lazily: PIL and torchvision transforms are not needed before
-
         times = {"decode": decode_ms}
         t0 = time.perf_counter()
         x_l, y_l, x_u = self._images(body, tensors, decoded)
-        policy = body["policy"]
         for g in self.opt.param_groups:
             g["lr"] = body["lr"]
         for g in self.opt_head.param_groups:
@@ -152,6 +152,84 @@ class Trainer:
         self._sync()
         times["augment_l"] = (time.perf_counter() - t0) * 1000
 
+        if x_u is None:
+            model, batch = self._labeled_only(x_l, y_l, times, prefetch)
+        else:
+            model, batch = self._semi_supervised(body, x_l, y_l, x_u, times, prefetch)
+
+        t3 = time.perf_counter()
+        total, values, stats = self.graph.run(model, batch, body["weights"], body.get("params"), self.generator)
+        self._sync()
+        times["loss"] = (time.perf_counter() - t3) * 1000
+
+        t4 = time.perf_counter()
+        self.opt.zero_grad(set_to_none=True)
+        self.opt_head.zero_grad(set_to_none=True)
+        grad_norm = None
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.opt)
+            self.scaler.unscale_(self.opt_head)
+        else:
+            total.backward()
+        clip = self.cfg["optim"]["grad_clip"]
+        if clip is not None:
+            params = [p for g in self.opt.param_groups + self.opt_head.param_groups for p in g["params"]]
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+        if self.scaler is not None:
+            self.scaler.step(self.opt)
+            self.scaler.step(self.opt_head)
+            self.scaler.update()
+        else:
+            self.opt.step()
+            self.opt_head.step()
+        # A teacher with its own BatchNorm statistics moves them only in its forwards on unlabeled
+        # images; a labeled-only step has none, so the teacher follows the student's instead.
+        labeled_only = x_u is None and self.net.ema_buffers == "own"
+        decay = self.net.ema_update(buffers="ema" if labeled_only else None)
+        self._sync()
+        times["backward"] = (time.perf_counter() - t4) * 1000
+        self.step = body["step"]
+
+        prcl_stats = next((v for v in stats.values() if "hard_pixels" in v), {})
+        u_mask = batch["feat_mask"][y_l.shape[0]:] if "feat_mask" in batch else torch.zeros(0)
+        times["total"] = (time.perf_counter() - t0) * 1000
+        return {
+            "step": body["step"],
+            "total": float(total.detach()),
+            "losses": {n: {"value": float(v.detach()), "weight": float(body["weights"][n])} for n, v in values.items()},
+            "stats": {
+                "mask_ratio": float(u_mask.mean()) if u_mask.numel() else 0.0,
+                "classes_present": int(prcl_stats.get("classes_present", 0)),
+                "anchor_classes": int(prcl_stats.get("anchor_classes", 0)),
+                "hard_pixels_per_class": (prcl_stats["hard_pixels"].tolist() if "hard_pixels" in prcl_stats
+                                          else [0] * self.num_classes),
+                "grad_norm": grad_norm,
+                "ema_decay": float(decay),
+            },
+            "time_ms": times,
+        }
+
+    def _labeled_only(self, x_l, y_l, times, prefetch):
+        """The student on labeled images alone: a supervised-only loss needs no teacher, no
+        unlabeled batch and no uncertainty head, so a baseline costs what its loss uses."""
+        needing = self.graph.terms_needing_more_than(LABELED_ONLY)
+        if needing:
+            raise InvalidArgument(f"loss terms {needing} need unlabeled images, but the request has none "
+                                  f"(img_u.<i> or x_u)", "tensors.img_u")
+        times["teacher_augment_u"] = 0.0
+        t2 = time.perf_counter()
+        with self._autocast():
+            out = self.net.student(x_l)
+        prefetch()
+        self._sync()
+        times["forward"] = (time.perf_counter() - t2) * 1000
+        return {"logits_l": up(out["logits"].float(), x_l.shape[2:])}, {"y_l": y_l}
+
+    def _semi_supervised(self, body, x_l, y_l, x_u, times, prefetch):
+        from . import augment  # imported lazily: PIL and torchvision transforms are not needed before
+
+        policy = body["policy"]
         # Teacher on the raw unlabeled crop → pseudo-labels and confidences (§4 step 2).
         t1 = time.perf_counter()
         with self._autocast():
@@ -205,55 +283,7 @@ class Trainer:
         self._sync()
         times["forward"] = (time.perf_counter() - t2) * 1000
 
-        t3 = time.perf_counter()
-        total, values, stats = self.graph.run(model, batch, body["weights"], body.get("params"), self.generator)
-        self._sync()
-        times["loss"] = (time.perf_counter() - t3) * 1000
-
-        t4 = time.perf_counter()
-        self.opt.zero_grad(set_to_none=True)
-        self.opt_head.zero_grad(set_to_none=True)
-        grad_norm = None
-        if self.scaler is not None:
-            self.scaler.scale(total).backward()
-            self.scaler.unscale_(self.opt)
-            self.scaler.unscale_(self.opt_head)
-        else:
-            total.backward()
-        clip = self.cfg["optim"]["grad_clip"]
-        if clip is not None:
-            params = [p for g in self.opt.param_groups + self.opt_head.param_groups for p in g["params"]]
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-        if self.scaler is not None:
-            self.scaler.step(self.opt)
-            self.scaler.step(self.opt_head)
-            self.scaler.update()
-        else:
-            self.opt.step()
-            self.opt_head.step()
-        decay = self.net.ema_update()
-        self._sync()
-        times["backward"] = (time.perf_counter() - t4) * 1000
-        self.step = body["step"]
-
-        prcl_stats = next((v for v in stats.values() if "hard_pixels" in v), {})
-        u_mask = batch["feat_mask"][y_l.shape[0]:]
-        times["total"] = (time.perf_counter() - t0) * 1000
-        return {
-            "step": body["step"],
-            "total": float(total.detach()),
-            "losses": {n: {"value": float(v.detach()), "weight": float(body["weights"][n])} for n, v in values.items()},
-            "stats": {
-                "mask_ratio": float(u_mask.mean()) if u_mask.numel() else 0.0,
-                "classes_present": int(prcl_stats.get("classes_present", 0)),
-                "anchor_classes": int(prcl_stats.get("anchor_classes", 0)),
-                "hard_pixels_per_class": (prcl_stats["hard_pixels"].tolist() if "hard_pixels" in prcl_stats
-                                          else [0] * self.num_classes),
-                "grad_norm": grad_norm,
-                "ema_decay": float(decay),
-            },
-            "time_ms": times,
-        }
+        return model, batch
 
     def _per_image(self, params, x, name):
         n = len(x) if isinstance(x, list) else x.shape[0]

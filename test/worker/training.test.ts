@@ -123,6 +123,46 @@ describe('training a tiny model on CPU', () => {
   }, 120_000)
 })
 
+describe('a supervised-only loss', () => {
+  // EMA decay 0: the teacher is the student's copy after every step, statistics included.
+  const supervised = () => tinySettings({ ema: { alpha: 0 } }, { unsup: false, prcl: false })
+  const labeledBody = (step: number): OpArgs<'train_step'> => ({
+    step, lr: 0.05, head_lr: 0.005, weights: { sup: 1 }, policy: paperPolicy({ mix: 'none' }),
+  })
+  const confusion = async (model: 'teacher' | 'student') => {
+    const ev = await worker.call('eval_step', { model, mode: 'whole' }, { tensors: { x: batch.x_l!, y: batch.y_l! } })
+    return Array.from(ev.tensors.confusion!.data as BigInt64Array, Number)
+  }
+
+  it('trains on labeled images alone, and its teacher follows the student\'s BatchNorm statistics', async () => {
+    await worker.call('configure', supervised())
+    const labeled = { x_l: batch.x_l!, y_l: batch.y_l! }
+    const losses: number[] = []
+    for (let s = 0; s < 30; s++) {
+      const r = await worker.call('train_step', labeledBody(s), { tensors: labeled })
+      expect(Object.keys(r.body.losses)).toEqual(['sup'])
+      expect(r.body.time_ms.teacher_augment_u).toBe(0)
+      expect(r.body.stats.mask_ratio).toBe(0)
+      losses.push(r.body.total)
+    }
+    expect(losses.at(-1)!).toBeLessThan(losses[0]! * 0.5)
+    // Were the teacher's own statistics left as they are (no unlabeled forward moves them), it
+    // would predict differently from the student it copies.
+    const student = await confusion('student')
+    expect([0, 1, 2, 3].reduce((a, i) => a + student[i * 4 + i]!, 0) / (2 * 49 * 49)).toBeGreaterThan(0.6)
+    expect(await confusion('teacher')).toEqual(student)
+  }, 120_000)
+
+  it('is refused for a semi-supervised loss, naming the terms that need unlabeled images', async () => {
+    await worker.call('configure', tinySettings())
+    const err = await worker.call('train_step', { ...labeledBody(0), weights: { sup: 1, unsup: 1, prcl: 1 } },
+      { tensors: { x_l: batch.x_l!, y_l: batch.y_l! } }).catch((e) => e)
+    expect(err).toBeInstanceOf(WorkerError)
+    expect(err.message).toMatch(/loss terms \['unsup', 'prcl'\] need unlabeled images/)
+    expect(err.path).toBe('tensors.img_u')
+  }, 60_000)
+})
+
 describe('configuration errors name the problem', () => {
   it('an unknown loss op, named by its term', async () => {
     const s = tinySettings()
@@ -245,6 +285,28 @@ describe('encoded images', () => {
     await Promise.all([0, 1, 2, 3, 4, 5].map((s) => worker.call('train_step', body(settings, s), { tensors: enc })))
     const after = (await worker.call('stats', {})).body.prepared_ahead
     expect(after - before).toBeGreaterThanOrEqual(3)
+  }, 120_000)
+
+  it('scores encoded images of several sizes as it scores each alone', async () => {
+    await worker.call('configure', tinySettings())
+    const { enc } = pngs(6)
+    const n = 33 // a second size among the 40-pixel images
+    const rgb = new Uint8Array(n * n * 3).map((_, i) => (i * 37) % 251)
+    const lbl = new Uint8Array(n * n).map((_, i) => i % 4)
+    const png = (b: Uint8Array) => tensor(new Uint8Array(b), undefined, 'uint8')
+    const items = [[enc['img_l.0']!, enc['lbl_l.0']!], [png(encodeRgbPng(n, n, rgb)), png(encodeLabelPng(n, n, lbl))], [enc['img_l.1']!, enc['lbl_l.1']!]]
+    const confusion = async (list: Tensor[][]) => {
+      const t: Record<string, Tensor> = {}
+      list.forEach(([img, l], k) => { t[`img.${k}`] = img!; t[`lbl.${k}`] = l! })
+      const r = await worker.call('eval_step', { model: 'student', mode: 'whole' }, { tensors: t })
+      return Array.from(r.tensors.confusion!.data as BigInt64Array, Number)
+    }
+    const together = await confusion(items)
+    const alone = new Array<number>(16).fill(0)
+    for (const item of items) (await confusion([item])).forEach((v, k) => { alone[k]! += v })
+    expect(together.reduce((a, b) => a + b)).toBe(2 * 40 * 40 - 2 * Math.ceil(40 * 40 / 97) + n * n)
+    // Equal up to argmax ties flipped by another convolution kernel's rounding.
+    expect(together.reduce((a, v, k) => a + Math.abs(v - alone[k]!), 0)).toBeLessThanOrEqual(4)
   }, 120_000)
 
   it('names an image that does not decode', async () => {

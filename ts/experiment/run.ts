@@ -19,6 +19,7 @@ import { evaluateOn, type EvalEvent } from './evaluate.ts'
 import { Recorder } from './record.ts'
 import { Rng } from './rng.ts'
 import { Sampler } from './sampler.ts'
+import { readsOnlyLabeled } from '../loss/spec.ts'
 import { learningRates, lossWeights, stepPolicy, stepsPerEpoch, type Progress } from './schedules.ts'
 import { workerSettings } from './settings.ts'
 
@@ -183,8 +184,10 @@ export class Experiment extends EventEmitter {
   private async buildStep(data: RunData, rng: Rng, lab: Sampler, unl: Sampler, p: Progress) {
     const cfg = this.cfg
     const b = cfg.sampling.batch_size
+    // A supervised-only loss reads no unlabeled batch: none is drawn, read or sent.
+    const semi = !readsOnlyLabeled(cfg.loss)
     const [[lrefs, lsamples], [urefs, usamples]] = await Promise.all([
-      this.readBatch(lab, data.labeled, b), this.readBatch(unl, data.unlabeled, b),
+      this.readBatch(lab, data.labeled, b), semi ? this.readBatch(unl, data.unlabeled, b) : [[], []] as [SampleRef[], Sample[]],
     ])
     const tensors: Tensors = {}
     const labeledAug = lsamples.map((s, i) => {
@@ -201,8 +204,8 @@ export class Experiment extends EventEmitter {
     const { lr, head_lr } = learningRates(cfg, p)
     const body: TrainArgs = {
       step: p.step + 1, lr, head_lr, weights: lossWeights(cfg, p), policy,
-      labeled_aug: labeledAug, unlabeled_crop: unlabeledCrop, unlabeled_aug: unlabeledAug,
-      mix: drawMix(rng, policy.mix, b, cfg.data.unlabeled.crop),
+      labeled_aug: labeledAug,
+      ...(semi ? { unlabeled_crop: unlabeledCrop, unlabeled_aug: unlabeledAug, mix: drawMix(rng, policy.mix, b, cfg.data.unlabeled.crop) } : {}),
       ...(data.dataset.labelLut ? { label_lut: data.dataset.labelLut } : {}),
     }
     return { body, tensors, lr, files: { img_l: lrefs.map((r) => r.image), lbl_l: lrefs.map((r) => r.label ?? ''), img_u: urefs.map((r) => r.image) } }

@@ -20,3 +20,13 @@ export const LossSpec = Type.Object({
   terms: Type.Array(LossTerm, { minItems: 1, maxItems: 32 }),
 }, { additionalProperties: false, $id: 'prcl/loss-spec' })
 export type LossSpec = Static<typeof LossSpec>
+
+/** What a labeled-only step provides (the worker's names.LABELED_ONLY). */
+export const LABELED_ONLY_REFS: readonly string[] = ['model.logits_l', 'batch.y_l']
+
+/** Whether the enabled terms read nothing but the labeled batch's logits and labels: then a step
+ *  needs no unlabeled images (a supervised-only baseline pays for what it uses). */
+export function readsOnlyLabeled(spec: LossSpec): boolean {
+  return spec.terms.filter((t) => t.enabled !== false)
+    .every((t) => Object.values(t.inputs).every((ref) => ref.startsWith('term.') || LABELED_ONLY_REFS.includes(ref)))
+}
