@@ -70,8 +70,14 @@ def eval_step(ctx, body, tensors):
     start = time.perf_counter()
     pairs = ctx.prepared(lambda: prepare_eval_inputs(body, tensors))
     if pairs:
-        # Encoded images: each at its own size, one forward each (batch 1, as VOC is scored).
-        batches = [(normalize(img.to(trainer.device)).unsqueeze(0), lbl.to(trainer.device).unsqueeze(0)) for img, lbl in pairs]
+        # Encoded images, each scored at its own size (as VOC is); images of one size share a
+        # forward — in eval mode that changes nothing per image, and batch 1 of a small image
+        # sends dilated convolutions to torch's slow CPU kernel (~10x slower).
+        by_size = {}
+        for img, lbl in pairs:
+            by_size.setdefault(tuple(img.shape[1:]), []).append((img, lbl))
+        batches = [(normalize(torch.stack([i for i, _ in group]).to(trainer.device)),
+                    torch.stack([l for _, l in group]).to(trainer.device)) for group in by_size.values()]
     else:
         x = _images(trainer, tensors)
         y = tensors.get("y")
