@@ -4,6 +4,7 @@ import { resolve } from 'node:path'
 import type { ExperimentConfig } from '../config/schema.ts'
 import type { Dataset, SampleRef } from '../data/dataset.ts'
 import { openDataset } from '../data/index.ts'
+import { knownSplit, missingSplitHelp, type KnownSplit } from '../data/known-splits.ts'
 import { readSplit, splitIdentity, type SplitIdentity } from '../data/splits.ts'
 
 export interface RunData {
@@ -11,7 +12,9 @@ export interface RunData {
   labeled: SampleRef[]
   unlabeled: SampleRef[]
   val: SampleRef[]
-  splits: Record<'labeled' | 'unlabeled' | 'val', SplitIdentity & { path: string }>
+  /** Each split file's identity; `published` where the path is a known repository's file, with
+   *  whether this copy's content is that file's. */
+  splits: Record<'labeled' | 'unlabeled' | 'val', SplitIdentity & { path: string; published?: KnownSplit & { matches: boolean | null } }>
 }
 
 export async function loadRunData(cfg: ExperimentConfig): Promise<RunData> {
@@ -23,9 +26,11 @@ export async function loadRunData(cfg: ExperimentConfig): Promise<RunData> {
   const refs = {} as Record<'labeled' | 'unlabeled' | 'val', SampleRef[]>
   for (const which of ['labeled', 'unlabeled', 'val'] as const) {
     const path = resolve(root, cfg.data.splits[which])
-    if (!existsSync(path)) throw new Error(`data.splits.${which}: ${path} does not exist`)
+    if (!existsSync(path)) throw new Error(missingSplitHelp(which, cfg.data.splits[which], path))
     const entries = await readSplit(path)
-    splits[which] = { ...(await splitIdentity(path)), path }
+    const id = await splitIdentity(path)
+    const known = knownSplit(cfg.data.splits[which])
+    splits[which] = { ...id, path, ...(known ? { published: { ...known, matches: known.sha16 ? id.sha16 === known.sha16 : null } } : {}) }
     refs[which] = dataset.resolve(entries, { needLabels: which !== 'unlabeled', subset: which === 'val' ? 'val' : 'train', splitFile: path } as never)
     if (refs[which].length === 0) throw new Error(`data.splits.${which}: ${path} lists no samples`)
   }
