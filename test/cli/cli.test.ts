@@ -1,6 +1,9 @@
 // The `prcl` command as a user runs it: a real process, a real worker.
 import { spawn, spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { encodeLabelPng } from '../../ts/data/png.ts'
 import { describe, expect, it } from 'vitest'
 import { ROOT } from '../../ts/paths.ts'
 
@@ -56,6 +59,51 @@ describe('command-line mistakes', () => {
     const r = prcl(['doctor', '--jsno'])
     expect(r.status).toBe(2)
     expect(r.stderr).toMatch(/--jsno/)
+  })
+})
+
+describe('prcl split', () => {
+  const list = join(ROOT, '..', 'shared', 'data', 'splits', 'prcl', 'VOC_split', '662', '3407', 'valid_filename.txt')
+  const lines = (f: string) => readFileSync(f, 'utf8').split('\n')
+
+  it('writes a seeded random split of a list: disjoint, complete, the same for the same seed', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'prcl-split-'))
+    const a = prcl(['split', '--list', list, '--labeled', '92', '--seed', '5', '--out', join(dir, 'a'), '--json'])
+    expect(a.status, a.stderr).toBe(0)
+    const ra = JSON.parse(a.stdout)
+    expect(ra.labeled.lines).toBe(92)
+    expect(ra.unlabeled.lines).toBe(1449 - 92)
+    const labeled = lines(join(dir, 'a', 'labeled_filename.txt'))
+    const unlabeled = lines(join(dir, 'a', 'unlabeled_filename.txt'))
+    expect(new Set([...labeled, ...unlabeled])).toEqual(new Set(lines(list)))
+    expect(labeled.filter((id) => unlabeled.includes(id))).toEqual([])
+    const b = JSON.parse(prcl(['split', '--list', list, '--labeled', '92', '--seed', '5', '--out', join(dir, 'b'), '--json']).stdout)
+    expect(b.labeled.sha16).toBe(ra.labeled.sha16)
+    const c = JSON.parse(prcl(['split', '--list', list, '--labeled', '92', '--seed', '6', '--out', join(dir, 'c'), '--json']).stdout)
+    expect(c.labeled.sha16).not.toBe(ra.labeled.sha16)
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('class-balanced: every class among the labeled ids; mistakes named', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'prcl-split-'))
+    // Six images; class 3 appears only in img5.
+    const classes = [[0, 1], [0, 1], [0, 2], [0, 1, 2], [0, 1], [0, 3]]
+    mkdirSync(join(dir, 'labels'))
+    classes.forEach((cs, i) => {
+      const px = new Uint8Array(16).map((_, p) => cs[p % cs.length]!)
+      writeFileSync(join(dir, 'labels', `img${i}.png`), encodeLabelPng(4, 4, px))
+    })
+    writeFileSync(join(dir, 'ids.txt'), classes.map((_, i) => `img${i}`).join('\n'))
+    const r = prcl(['split', '--list', join(dir, 'ids.txt'), '--labeled', '3', '--mode', 'class-balanced', '--labels', join(dir, 'labels'), '--out', join(dir, 'o')])
+    expect(r.status, r.stderr).toBe(0)
+    expect(lines(join(dir, 'o', 'labeled_filename.txt'))).toContain('img5')
+    const bad = prcl(['split', '--list', join(dir, 'ids.txt'), '--labeled', '9', '--out', join(dir, 'o')])
+    expect(bad.status).not.toBe(0)
+    expect(bad.stderr).toMatch(/count must be an integer from 1 to 6/)
+    const noLabels = prcl(['split', '--list', join(dir, 'ids.txt'), '--labeled', '2', '--mode', 'class-balanced', '--out', join(dir, 'o')])
+    expect(noLabels.status).toBe(2)
+    expect(noLabels.stderr).toMatch(/class-balanced needs --labels DIR/)
+    rmSync(dir, { recursive: true, force: true })
   })
 })
 

@@ -12,6 +12,8 @@ commands:
   eval --run DIR [--checkpoint best|latest] [--model teacher|student|both]
   predict --run DIR --out DIR IMAGE...   class maps (and --var σ² maps) as PNGs
   synth --out DIR        write the synthetic dataset (VOC layout)
+  split --list FILE --labeled N --out DIR [--seed S] [--mode random|class-balanced --labels DIR]
+                         a seeded labeled/unlabeled split of your own (PRCL-style files)
   doctor [--json]        find Python, start a worker, print what it says
   schemas [--check]      write schemas/*.json from the TypeScript types (--check: fail on drift)
   repl                   TypeScript REPL with a connected worker in scope
@@ -45,6 +47,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./predict.ts')).predictCommand(rest)
     case 'synth':
       return (await import('./synth.ts')).synth(rest)
+    case 'split':
+      return (await import('./split.ts')).split(rest)
     case 'demo':
       return (await import('./demo.ts')).demo(rest)
     case 'doctor':
