@@ -46,6 +46,11 @@ export interface SynthOptions {
   val?: number
   /** JPEG quality 1..100 (default 90). */
   quality?: number
+  /** Half-width of a class's hue window, in units of the spacing between class hues (default
+   *  0.65: neighbouring windows overlap; below 0.5 they are apart and hue nearly gives the class). */
+  hueSpread?: number
+  /** Fraction of objects that take any hue instead of their class's (default 0.1). */
+  anyHue?: number
 }
 
 export type ResolvedSynthOptions = Required<SynthOptions>
@@ -66,7 +71,7 @@ export interface SynthSummary {
   sha256: string
 }
 
-export const SYNTH_DEFAULTS = { seed: 0, images: 240, size: 64, classes: 5, labeled: 16, val: 60, quality: 90 } as const
+export const SYNTH_DEFAULTS = { seed: 0, images: 240, size: 64, classes: 5, labeled: 16, val: 60, quality: 90, hueSpread: 0.65, anyHue: 0.1 } as const
 
 /** The synthetic classes in label order; a dataset with `classes: k` uses the first k. */
 export const SYNTH_CLASS_NAMES = [
@@ -101,11 +106,20 @@ export function checkSynthOptions(opts: SynthOptions): ResolvedSynthOptions {
   if (typeof opts.out !== 'string' || opts.out.trim() === '') throw new RangeError('synth option out must be a non-empty directory path')
   const o = { ...SYNTH_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as ResolvedSynthOptions
   for (const [name, [lo, hi]] of Object.entries(LIMITS)) checkInt(name, o[name as keyof typeof LIMITS], lo, hi)
+  for (const [name, hi] of [['hueSpread', 2], ['anyHue', 1]] as const) {
+    const v = o[name]
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > hi) {
+      throw new RangeError(`synth option ${name} must be a number in 0..${hi}, got ${typeof v === 'number' ? v : `${typeof v} ${JSON.stringify(v)}`}`)
+    }
+  }
   // At most MAX_OBJECTS classes per image, so covering every foreground class needs this many labeled images.
   const minLabeled = Math.max(1, Math.ceil((o.classes - 1) / MAX_OBJECTS))
   checkInt('labeled', o.labeled, minLabeled, o.images,
     minLabeled > 1 ? ` (at most images = ${o.images}; at least ${minLabeled} so that all ${o.classes} classes can appear)` : ` (at most images = ${o.images})`)
-  return { out: opts.out, seed: o.seed, images: o.images, size: o.size, classes: o.classes, labeled: o.labeled, val: o.val, quality: o.quality }
+  return {
+    out: opts.out, seed: o.seed, images: o.images, size: o.size, classes: o.classes, labeled: o.labeled, val: o.val, quality: o.quality,
+    hueSpread: o.hueSpread, anyHue: o.anyHue,
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,16 +349,19 @@ const SHAPE_SCALE: readonly number[] = CLASS_TEXTURE.map((_, k) => {
   return Math.sqrt(2.56 / (hits * h * h))
 })
 
-function makeObject(rng: Rng, cls: number, nFg: number, size: number): Obj {
+/** How object colours follow their class. */
+export interface HuePolicy { hueSpread: number; anyHue: number }
+
+function makeObject(rng: Rng, cls: number, nFg: number, size: number, hues: HuePolicy): Obj {
   const k = cls - 1
   const r = size * rng.range(0.22, 0.4) * SHAPE_SCALE[k]!
   const sx = rng.range(0.85, 1.18), sy = rng.range(0.85, 1.18)
   const cx = size * rng.range(0.1, 0.9), cy = size * rng.range(0.1, 0.9)
   const a = rng.range(0, TAU)
   const ext = 1.35 * r * Math.max(sx, sy) + 1
-  // Class hue: evenly spaced centres, windows wide enough to overlap the neighbours'; one object in
-  // ten takes any hue.
-  const hue = rng.next() < 0.1 ? rng.next() : k / nFg + 0.04 + rng.range(-0.65, 0.65) / nFg
+  // Class hue: evenly spaced centres, windows of ±hueSpread spacings (by default wide enough to
+  // overlap the neighbours'); a fraction anyHue of objects takes any hue.
+  const hue = rng.next() < hues.anyHue ? rng.next() : k / nFg + 0.04 + rng.range(-hues.hueSpread, hues.hueSpread) / nFg
   const sat = rng.range(0.4, 0.95), val = rng.range(0.45, 1)
   const tex = CLASS_TEXTURE[k]!
   const [flo, fhi] = TEX_FREQ[tex]
@@ -361,7 +378,8 @@ function makeObject(rng: Rng, cls: number, nFg: number, size: number): Obj {
 interface Rendered { rgb: Uint8Array; label: Uint8Array }
 
 /** Draws image `index` of the dataset. */
-export function renderSynthImage(seed: number, index: number, size: number, classes: number): Rendered {
+export function renderSynthImage(seed: number, index: number, size: number, classes: number,
+  hues: HuePolicy = { hueSpread: SYNTH_DEFAULTS.hueSpread, anyHue: SYNTH_DEFAULTS.anyHue }): Rendered {
   const rng = new Rng(seed, 1, index)
   const nFg = classes - 1
   const bg = makeBackground(rng, size)
@@ -369,7 +387,7 @@ export function renderSynthImage(seed: number, index: number, size: number, clas
   const pick = rng.next()
   const count = pick < 0.15 ? 1 : pick < 0.4 ? 2 : pick < 0.7 ? 3 : 4
   const objs: Obj[] = []
-  for (let i = 0; i < count; i++) objs.push(makeObject(rng, 1 + rng.int(nFg), nFg, size))
+  for (let i = 0; i < count; i++) objs.push(makeObject(rng, 1 + rng.int(nFg), nFg, size, hues))
   const nObj = objs.length
 
   // Top instance at a point (-1: background).
@@ -533,7 +551,7 @@ export async function generateSynthetic(opts: SynthOptions): Promise<SynthSummar
     const minPixels = Math.max(4, Math.round(o.size * o.size * 0.002))
     let pending: Promise<unknown>[] = []
     for (let i = 0; i < total; i++) {
-      const { rgb, label } = renderSynthImage(o.seed, i, o.size, o.classes)
+      const { rgb, label } = renderSynthImage(o.seed, i, o.size, o.classes, o)
       const counts = new Uint32Array(256)
       for (const l of label) counts[l]!++
       let mask = 0
@@ -571,7 +589,10 @@ export async function generateSynthetic(opts: SynthOptions): Promise<SynthSummar
     const manifest = {
       generator: 'prcl-synth',
       version: 1,
-      options: { seed: o.seed, images: o.images, val: o.val, size: o.size, classes: o.classes, labeled: o.labeled, quality: o.quality },
+      options: {
+        seed: o.seed, images: o.images, val: o.val, size: o.size, classes: o.classes, labeled: o.labeled, quality: o.quality,
+        hueSpread: o.hueSpread, anyHue: o.anyHue,
+      },
       classes,
       splitDir: splitRel.split(sep).join('/'),
       counts: { train: train.length, val: val.length, labeled: labeled.length, unlabeled: unlabeled.length },
