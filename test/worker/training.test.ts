@@ -287,7 +287,7 @@ describe('encoded images', () => {
     expect(after - before).toBeGreaterThanOrEqual(3)
   }, 120_000)
 
-  it('scores encoded images of several sizes as it scores each alone', async () => {
+  it('scores and predicts encoded images of several sizes as it does each alone', async () => {
     await worker.call('configure', tinySettings())
     const { enc } = pngs(6)
     const n = 33 // a second size among the 40-pixel images
@@ -307,6 +307,18 @@ describe('encoded images', () => {
     expect(together.reduce((a, b) => a + b)).toBe(2 * 40 * 40 - 2 * Math.ceil(40 * 40 / 97) + n * n)
     // Equal up to argmax ties flipped by another convolution kernel's rounding.
     expect(together.reduce((a, v, k) => a + Math.abs(v - alone[k]!), 0)).toBeLessThanOrEqual(4)
+
+    // predict: outputs named per image, at each image's size, as when predicted alone.
+    const imgs = Object.fromEntries(items.map(([img], k) => [`img.${k}`, img!]))
+    const pr = await worker.call('predict', { model: 'teacher', outputs: ['classes', 'var'] }, { tensors: imgs })
+    expect(pr.tensors['classes.1']!.shape).toEqual([n, n])
+    expect(pr.tensors['var.2']!.shape).toEqual([40, 40])
+    for (let k = 0; k < items.length; k++) {
+      const one = await worker.call('predict', { model: 'teacher', outputs: ['classes'] }, { tensors: { 'img.0': items[k]![0]! } })
+      const a = pr.tensors[`classes.${k}`]!.data as Uint8Array, b = one.tensors['classes.0']!.data as Uint8Array
+      expect(a.length).toBe(b.length)
+      expect(a.filter((v, p) => v !== b[p]).length).toBeLessThanOrEqual(2)
+    }
   }, 120_000)
 
   it('names an image that does not decode', async () => {

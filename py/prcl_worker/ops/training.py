@@ -70,14 +70,10 @@ def eval_step(ctx, body, tensors):
     start = time.perf_counter()
     pairs = ctx.prepared(lambda: prepare_eval_inputs(body, tensors))
     if pairs:
-        # Encoded images, each scored at its own size (as VOC is); images of one size share a
-        # forward — in eval mode that changes nothing per image, and batch 1 of a small image
-        # sends dilated convolutions to torch's slow CPU kernel (~10x slower).
-        by_size = {}
-        for img, lbl in pairs:
-            by_size.setdefault(tuple(img.shape[1:]), []).append((img, lbl))
-        batches = [(normalize(torch.stack([i for i, _ in group]).to(trainer.device)),
-                    torch.stack([l for _, l in group]).to(trainer.device)) for group in by_size.values()]
+        # Encoded images, each scored at its own size (as VOC is), same sizes in one forward.
+        batches = [(normalize(torch.stack([pairs[k][0] for k in group]).to(trainer.device)),
+                    torch.stack([pairs[k][1] for k in group]).to(trainer.device))
+                   for group in same_size_groups([img for img, _ in pairs])]
     else:
         x = _images(trainer, tensors)
         y = tensors.get("y")
@@ -93,6 +89,16 @@ def eval_step(ctx, body, tensors):
             {"confusion": cm.cpu()})
 
 
+def same_size_groups(images):
+    """Indices of the images [3,H,W] grouped by size, in order. Images of one size share a forward:
+    in eval mode that changes nothing per image, and a batch of one small image sends dilated
+    convolutions to torch's slow CPU kernel (`slow_conv_dilated2d`, ~5-10x slower)."""
+    groups = {}
+    for i, img in enumerate(images):
+        groups.setdefault(tuple(img.shape[1:]), []).append(i)
+    return list(groups.values())
+
+
 def prepare_predict_inputs(body, tensors):
     from ..inputs import decode_images
     return decode_images(tensors, "img")
@@ -105,17 +111,19 @@ def predict(ctx, body, tensors):
     trainer = _trainer(ctx)
     images = ctx.prepared(lambda: prepare_predict_inputs(body, tensors))
     if images:
-        # Encoded images: one forward each at its own size; outputs named per image.
+        # Encoded images, each at its own size (same sizes in one forward); outputs named per image.
         out = {}
-        for i, img in enumerate(images):
-            x = normalize(img.to(trainer.device)).unsqueeze(0)
+        for group in same_size_groups(images):
+            x = normalize(torch.stack([images[i] for i in group]).to(trainer.device))
             probs = probabilities(trainer, body["model"], x)
-            if "classes" in body["outputs"]:
-                out[f"classes.{i}"] = probs.argmax(1)[0].to(torch.uint8)
-            if "probs" in body["outputs"]:
-                out[f"probs.{i}"] = probs[0]
-            if "var" in body["outputs"]:
-                out[f"var.{i}"] = variance_map(trainer, body["model"], x)[0, 0]
+            var = variance_map(trainer, body["model"], x) if "var" in body["outputs"] else None
+            for j, i in enumerate(group):
+                if "classes" in body["outputs"]:
+                    out[f"classes.{i}"] = probs[j].argmax(0).to(torch.uint8)
+                if "probs" in body["outputs"]:
+                    out[f"probs.{i}"] = probs[j]
+                if var is not None:
+                    out[f"var.{i}"] = var[j, 0]
         return {"shape": [len(images)]}, out
     x = _images(trainer, tensors)
     out = {}
