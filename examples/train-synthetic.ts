@@ -1,9 +1,9 @@
 // A Node script that generates the synthetic dataset, trains PRCL on it for a few epochs, and
 // follows the run through its events. Run: npx tsx examples/train-synthetic.ts
-import { Experiment, generateSynthetic, loadConfig } from '../ts/index.ts'
+import { DEMO_DATA, Experiment, generateSynthetic, loadConfig } from '../ts/index.ts'
 
 const data = 'runs/example/data'
-await generateSynthetic({ out: data, seed: 0 })
+await generateSynthetic({ out: data, ...DEMO_DATA }) // the demo's dataset
 const config = loadConfig('synthetic-demo', [`data.root=${data}`, 'sampling.epochs=2', 'name=example'])
 const run = new Experiment(config, { runDir: 'runs/example/prcl', progress: false })
 run.on('step', (e) => { if (e.step % 20 === 0) console.log(`step ${e.step}: total ${e.total.toFixed(3)}`) })
