@@ -116,10 +116,8 @@ export function checkSynthOptions(opts: SynthOptions): ResolvedSynthOptions {
   const minLabeled = Math.max(1, Math.ceil((o.classes - 1) / MAX_OBJECTS))
   checkInt('labeled', o.labeled, minLabeled, o.images,
     minLabeled > 1 ? ` (at most images = ${o.images}; at least ${minLabeled} so that all ${o.classes} classes can appear)` : ` (at most images = ${o.images})`)
-  return {
-    out: opts.out, seed: o.seed, images: o.images, size: o.size, classes: o.classes, labeled: o.labeled, val: o.val, quality: o.quality,
-    hueSpread: o.hueSpread, anyHue: o.anyHue,
-  }
+  // Unknown keys were refused above: `o` holds exactly the defaults' keys and out.
+  return { ...o, out: opts.out }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -589,10 +587,7 @@ export async function generateSynthetic(opts: SynthOptions): Promise<SynthSummar
     const manifest = {
       generator: 'prcl-synth',
       version: 1,
-      options: {
-        seed: o.seed, images: o.images, val: o.val, size: o.size, classes: o.classes, labeled: o.labeled, quality: o.quality,
-        hueSpread: o.hueSpread, anyHue: o.anyHue,
-      },
+      options: Object.fromEntries(Object.keys(SYNTH_DEFAULTS).map((k) => [k, o[k as keyof typeof SYNTH_DEFAULTS]])),
       classes,
       splitDir: splitRel.split(sep).join('/'),
       counts: { train: train.length, val: val.length, labeled: labeled.length, unlabeled: unlabeled.length },

@@ -90,18 +90,17 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
 
 export function demoTable(r: DemoResult): string {
   const pct = (x: number) => (x * 100).toFixed(2).padStart(6)
+  const signed = (x: number) => `${x >= 0 ? '+' : '−'}${Math.abs(x * 100).toFixed(2)}`
   const rows = r.seeds.map((s) => {
     const sup = r.runs.find((x) => x.seed === s && x.method === 'supervised')!
     const prcl = r.runs.find((x) => x.seed === s && x.method === 'prcl')!
-    const d = (prcl.last_miou - sup.last_miou) * 100
-    return `  ${String(s).padEnd(6)} ${pct(sup.last_miou)}       ${pct(prcl.last_miou)}   ${d >= 0 ? '+' : '−'}${Math.abs(d).toFixed(2)}`
+    return `  ${String(s).padEnd(6)} ${pct(sup.last_miou)}       ${pct(prcl.last_miou)}   ${signed(prcl.last_miou - sup.last_miou)}`
   })
-  const gain = (r.prcl_miou - r.supervised_miou) * 100
   return [
     `mIoU (%) — ${r.metric}`,
     '  seed   supervised   PRCL     PRCL − supervised',
     ...rows,
-    `  mean   ${pct(r.supervised_miou)} ± ${(r.supervised_sd * 100).toFixed(2)}   ${pct(r.prcl_miou)} ± ${(r.prcl_sd * 100).toFixed(2)}   ${gain >= 0 ? '+' : '−'}${Math.abs(gain).toFixed(2)}`,
+    `  mean   ${pct(r.supervised_miou)} ± ${(r.supervised_sd * 100).toFixed(2)}   ${pct(r.prcl_miou)} ± ${(r.prcl_sd * 100).toFixed(2)}   ${signed(r.prcl_miou - r.supervised_miou)}`,
     `runs in ${resolve(r.runs[0]?.run_dir ?? '', '..')}; ${r.minutes.toFixed(1)} minutes`,
   ].join('\n')
 }
