@@ -192,6 +192,10 @@ describe('generateSynthetic', () => {
     expect(m.sha256).toMatch(/^[0-9a-f]{64}$/)
     expect(m.sha256).toBe(s.sha256)
     expect(hashDir(dir)).toBe(s.sha256)
+    // Golden: these bytes, from the keyed streams of ts/rng.ts (Rng.keyed(seed, STREAM.synthImage, i),
+    // Rng.keyed(seed, STREAM.synthSplit)). A change here changes every synthetic dataset.
+    expect(s.sha256).toBe('4ac29809a8bfff8d08ba2b024fe0d13c8e9f09923c2861f1a552d59dca58358b')
+    expect(s.labeled).toEqual(['synth_000000', 'synth_000009', 'synth_000013', 'synth_000020', 'synth_000021', 'synth_000024', 'synth_000036', 'synth_000042'])
   })
 
   it('gives every class, background included, a reasonable share of the pixels', () => {
@@ -266,6 +270,8 @@ describe('determinism', () => {
     const b = await generateSynthetic({ out: join(tmp, 'd2'), ...OPTS, images: 24, val: 6, labeled: 4 })
     const c = await generateSynthetic({ out: join(tmp, 'd3'), ...OPTS, images: 24, val: 6, labeled: 4, seed: 8 })
     expect(b.sha256).toBe(a.sha256)
+    expect(a.sha256).toBe('ca82cad4f2e61b70e38a89db6d9dc63fda3b4cb5bbbd436cbed9137b8baee3f5') // golden, see above
+    expect(a.labeled).toEqual(['synth_000003', 'synth_000016', 'synth_000020', 'synth_000023'])
     expect(hashDir(join(tmp, 'd2'))).toBe(a.sha256)
     for (const p of listFiles(join(tmp, 'd1'))) {
       expect(readFileSync(join(tmp, 'd2', p)).equals(readFileSync(join(tmp, 'd1', p)))).toBe(true)

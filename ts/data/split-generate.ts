@@ -5,7 +5,7 @@
 //                   class is covered before any is repeated. Candidates are tried in shuffled order.
 // ReCo also skips images with fewer than 3 classes (its VOC setting); `minClasses` does the same.
 // Labeled ids come in pick order; unlabeled ids keep the order of `ids`.
-import { seededRng, shuffled } from './seeded.ts'
+import { Rng, STREAM } from '../rng.ts'
 
 /** Per-image class sets (train ids; 255 = ignore is dropped): a map, or a function (may be async). */
 export type ClassSource =
@@ -92,7 +92,7 @@ function pickBalanced(order: string[], classes: Map<string, number[]>, count: nu
 export async function generateSplit(opts: GenerateSplitOptions): Promise<GeneratedSplit> {
   const { ids, count, seed } = opts
   checkArgs(ids, count, seed)
-  const order = shuffled(ids, seededRng(seed))
+  const order = Rng.keyed(seed, STREAM.split).shuffle(ids)
   let labeled: string[]
   if (opts.mode === 'random') labeled = order.slice(0, count)
   else if (opts.mode === 'class-balanced') {

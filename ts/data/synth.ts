@@ -19,7 +19,7 @@
 // pixel centre; a pixel whose neighbourhood (±0.7 px along each axis) sees another instance is 255,
 // a 1-2 px band on every object outline, as in VOC's boundary annotations.
 //
-// Same options, same bytes: every random draw comes from a seeded counter-based generator, and
+// Same options, same bytes: every random draw comes from a keyed stream of ts/rng.ts, and
 // jpeg-js's encoder has no timestamps. Images do not depend on `labeled`: the labeled subset is
 // chosen afterwards (every class present, the rest at random), so splits of several sizes can be
 // cut from one dataset.
@@ -28,6 +28,7 @@ import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/p
 import { dirname, join, resolve, sep } from 'node:path'
 import { encodeRgbJpeg } from './jpeg.ts'
 import { encodeLabelPng } from './png.ts'
+import { Rng, STREAM } from '../rng.ts'
 
 export interface SynthOptions {
   /** Output directory; replaced if it holds an earlier synthetic dataset, refused if it holds anything else. */
@@ -121,7 +122,9 @@ export function checkSynthOptions(opts: SynthOptions): ResolvedSynthOptions {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Random numbers: sfc32 seeded through splitmix32 from (seed, stream, index).
+// Random numbers: one Rng stream per image, Rng.keyed(seed, STREAM.synthImage, index), and one for
+// the labeled subset, Rng.keyed(seed, STREAM.synthSplit) (ts/rng.ts); mix32 only hashes pixel
+// coordinates for the speckle texture.
 
 function mix32(h: number): number {
   h = Math.imul(h ^ (h >>> 16), 0x21f0aaad)
@@ -129,48 +132,9 @@ function mix32(h: number): number {
   return (h ^ (h >>> 15)) >>> 0
 }
 
-class Rng {
-  private a: number
-  private b: number
-  private c: number
-  private d: number
-  constructor(...key: number[]) {
-    let s = 0x9e3779b9
-    for (const k of key) s = mix32((s + Math.imul(k >>> 0, 0x85ebca6b)) ^ 0x6a09e667)
-    const next = () => (s = mix32((s + 0x9e3779b9) | 0))
-    this.a = next(); this.b = next(); this.c = next(); this.d = next()
-    for (let i = 0; i < 12; i++) this.u32()
-  }
-  u32(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0
-    this.d = (this.d + 1) | 0
-    this.a = this.b ^ (this.b >>> 9)
-    this.b = (this.c + (this.c << 3)) | 0
-    this.c = (this.c << 21) | (this.c >>> 11)
-    this.c = (this.c + t) | 0
-    return t >>> 0
-  }
-  /** Uniform in [0, 1). */
-  next(): number { return this.u32() / 4294967296 }
-  range(lo: number, hi: number): number { return lo + (hi - lo) * this.next() }
-  int(n: number): number { return Math.floor(this.next() * n) }
-  /** Approximately standard normal (sum of four uniforms). */
-  normal(): number { return (this.next() + this.next() + this.next() + this.next() - 2) * 1.7320508 }
-}
-
 /** Uniform in [0, 1) from integer coordinates: per-pixel speckle without consuming a stream. */
 function hash01(x: number, y: number, salt: number): number {
   return mix32(Math.imul(x, 0x27d4eb2d) ^ Math.imul(y, 0x165667b1) ^ salt) / 4294967296
-}
-
-function shuffle<T>(items: T[], rng: Rng): T[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1)
-    const t = items[i]!
-    items[i] = items[j]!
-    items[j] = t
-  }
-  return items
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -268,23 +232,23 @@ interface Background {
 }
 
 function randomColour(rng: Rng): Rgb {
-  return hsv(rng.next(), rng.range(0, 0.85), rng.range(0.15, 0.95))
+  return hsv(rng.float(), rng.uniform(0, 0.85), rng.uniform(0.15, 0.95))
 }
 
 function makeBackground(rng: Rng, size: number): Background {
-  const kind = rng.int(4) as Bg
-  const a = rng.range(0, TAU), la = rng.range(0, TAU)
+  const kind = rng.below(4) as Bg
+  const a = rng.uniform(0, TAU), la = rng.uniform(0, TAU)
   const c1 = randomColour(rng)
   // The second colour: a random one, pulled toward the first now and then for low contrast.
-  const r2 = randomColour(rng), pull = rng.next() < 0.3 ? rng.range(0.3, 0.7) : 0
+  const r2 = randomColour(rng), pull = rng.float() < 0.3 ? rng.uniform(0.3, 0.7) : 0
   const c2: Rgb = [r2[0] + (c1[0] - r2[0]) * pull, r2[1] + (c1[1] - r2[1]) * pull, r2[2] + (c1[2] - r2[2]) * pull]
-  const gn = 3 + rng.int(4)
+  const gn = 3 + rng.below(4)
   const grid = new Float64Array((gn + 1) * (gn + 1) * 2)
-  for (let i = 0; i < grid.length; i++) grid[i] = rng.next()
-  const freq = kind === Bg.Stripes ? rng.range(2, 9) / size : kind === Bg.Checker ? 1 / (size * rng.range(0.07, 0.2)) : 0
+  for (let i = 0; i < grid.length; i++) grid[i] = rng.float()
+  const freq = kind === Bg.Stripes ? rng.uniform(2, 9) / size : kind === Bg.Checker ? 1 / (size * rng.uniform(0.07, 0.2)) : 0
   return {
-    kind, c1, c2, cos: Math.cos(a), sin: Math.sin(a), freq, phase: rng.range(0, TAU), sharp: rng.range(1, 6),
-    grid, gn, light: rng.range(-0.35, 0.35), lcos: Math.cos(la), lsin: Math.sin(la), noise: rng.range(2, 7),
+    kind, c1, c2, cos: Math.cos(a), sin: Math.sin(a), freq, phase: rng.uniform(0, TAU), sharp: rng.uniform(1, 6),
+    grid, gn, light: rng.uniform(-0.35, 0.35), lcos: Math.cos(la), lsin: Math.sin(la), noise: rng.uniform(2, 7),
   }
 }
 
@@ -352,24 +316,25 @@ export interface HuePolicy { hueSpread: number; anyHue: number }
 
 function makeObject(rng: Rng, cls: number, nFg: number, size: number, hues: HuePolicy): Obj {
   const k = cls - 1
-  const r = size * rng.range(0.22, 0.4) * SHAPE_SCALE[k]!
-  const sx = rng.range(0.85, 1.18), sy = rng.range(0.85, 1.18)
-  const cx = size * rng.range(0.1, 0.9), cy = size * rng.range(0.1, 0.9)
-  const a = rng.range(0, TAU)
+  const r = size * rng.uniform(0.22, 0.4) * SHAPE_SCALE[k]!
+  const sx = rng.uniform(0.85, 1.18), sy = rng.uniform(0.85, 1.18)
+  const cx = size * rng.uniform(0.1, 0.9), cy = size * rng.uniform(0.1, 0.9)
+  const a = rng.uniform(0, TAU)
   const ext = 1.35 * r * Math.max(sx, sy) + 1
   // Class hue: evenly spaced centres, windows of ±hueSpread spacings (by default wide enough to
-  // overlap the neighbours'); a fraction anyHue of objects takes any hue.
-  const hue = rng.next() < hues.anyHue ? rng.next() : k / nFg + 0.04 + rng.range(-hues.hueSpread, hues.hueSpread) / nFg
-  const sat = rng.range(0.4, 0.95), val = rng.range(0.45, 1)
+  // overlap the neighbours'); a fraction anyHue of objects takes any hue. Both branches draw twice
+  // (not rng.chance, which skips its draw at 0), so hue settings never move the shapes.
+  const hue = rng.float() < hues.anyHue ? rng.float() : k / nFg + 0.04 + rng.uniform(-hues.hueSpread, hues.hueSpread) / nFg
+  const sat = rng.uniform(0.4, 0.95), val = rng.uniform(0.45, 1)
   const tex = CLASS_TEXTURE[k]!
   const [flo, fhi] = TEX_FREQ[tex]
-  const la = rng.range(0, TAU)
+  const la = rng.uniform(0, TAU)
   return {
     cls, cx, cy, cos: Math.cos(a), sin: Math.sin(a), ix: 1 / (r * sx), iy: 1 / (r * sy),
     x0: cx - ext, x1: cx + ext, y0: cy - ext, y1: cy + ext,
-    p1: rng.range(0, TAU), p2: rng.range(0, TAU),
-    tex, freq: rng.range(flo, fhi), phase: rng.range(0, TAU), lx: Math.cos(la), ly: Math.sin(la), salt: rng.u32() | 0,
-    c1: hsv(hue, sat, val), c2: hsv(hue + rng.range(-0.05, 0.05), sat * rng.range(0.5, 1), val * rng.range(0.35, 0.65)),
+    p1: rng.uniform(0, TAU), p2: rng.uniform(0, TAU),
+    tex, freq: rng.uniform(flo, fhi), phase: rng.uniform(0, TAU), lx: Math.cos(la), ly: Math.sin(la), salt: rng.seed32() | 0,
+    c1: hsv(hue, sat, val), c2: hsv(hue + rng.uniform(-0.05, 0.05), sat * rng.uniform(0.5, 1), val * rng.uniform(0.35, 0.65)),
   }
 }
 
@@ -378,14 +343,14 @@ interface Rendered { rgb: Uint8Array; label: Uint8Array }
 /** Draws image `index` of the dataset. */
 export function renderSynthImage(seed: number, index: number, size: number, classes: number,
   hues: HuePolicy = { hueSpread: SYNTH_DEFAULTS.hueSpread, anyHue: SYNTH_DEFAULTS.anyHue }): Rendered {
-  const rng = new Rng(seed, 1, index)
+  const rng = Rng.keyed(seed, STREAM.synthImage, index)
   const nFg = classes - 1
   const bg = makeBackground(rng, size)
   // 1..4 objects, more often 3 or 4 than 1 (background would otherwise take two thirds of the pixels).
-  const pick = rng.next()
+  const pick = rng.float()
   const count = pick < 0.15 ? 1 : pick < 0.4 ? 2 : pick < 0.7 ? 3 : 4
   const objs: Obj[] = []
-  for (let i = 0; i < count; i++) objs.push(makeObject(rng, 1 + rng.int(nFg), nFg, size, hues))
+  for (let i = 0; i < count; i++) objs.push(makeObject(rng, 1 + rng.below(nFg), nFg, size, hues))
   const nObj = objs.length
 
   // Top instance at a point (-1: background).
@@ -454,7 +419,7 @@ export function synthId(index: number): string {
 
 /** Picks `n` labeled images among the training images so that every class is present. */
 function chooseLabeled(present: number[], n: number, classes: number, seed: number): number[] {
-  const order = shuffle(present.map((_, i) => i), new Rng(seed, 2))
+  const order = Rng.keyed(seed, STREAM.synthSplit).permutation(present.length)
   const all = (1 << classes) - 1
   const union = present.reduce((a, m) => a | m, 0)
   if (union !== all) {
