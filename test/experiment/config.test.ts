@@ -1,16 +1,48 @@
-// Configuration: presets, files, --set overrides, and errors that name path, value and expectation.
+// Configuration: presets, files, --set overrides, and one check whose errors name the path, the
+// value and what is allowed, on every route.
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { applySet, ConfigError, loadConfig } from '../../ts/config/load.ts'
-import { PRESETS, presetNames } from '../../ts/config/presets.ts'
+import { checkConfig } from '../../ts/config/check.ts'
+import { ConfigError } from '../../ts/config/errors.ts'
+import { applySet, loadConfig } from '../../ts/config/load.ts'
+import { preset, presetNames } from '../../ts/config/presets.ts'
+import type { ExperimentConfig } from '../../ts/config/schema.ts'
 import { evaluate } from '../../ts/loss/schedule.ts'
-import { learningRates, lossWeights, stepsPerEpoch } from '../../ts/experiment/schedules.ts'
+import { stepsPerEpoch } from '../../ts/policy/progress.ts'
+import { learningRates, lossWeights } from '../../ts/policy/scalars.ts'
+
+const dir = mkdtempSync(join(tmpdir(), 'prcl-cfg-'))
+let n = 0
+function file(ext: string, text: string): string {
+  const p = join(dir, `c${n++}.${ext}`)
+  writeFileSync(p, text)
+  return p
+}
+
+/** The ConfigError a call throws (fails the test when it throws nothing or something else). */
+function configError(f: () => unknown): ConfigError {
+  try {
+    f()
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError)
+    return e as ConfigError
+  }
+  throw new Error('expected a ConfigError')
+}
+
+function demo(change: (c: ExperimentConfig) => void): () => ExperimentConfig {
+  return () => {
+    const c = preset('synthetic-demo')!
+    change(c)
+    return checkConfig(c)
+  }
+}
 
 describe('presets', () => {
   it('every preset is a valid configuration', () => {
-    expect(presetNames()).toEqual(expect.arrayContaining(['voc-662-prcl', 'cityscapes-150-prcl', 'synthetic-demo',
+    expect(presetNames()).toEqual(expect.arrayContaining(['voc-662-prcl', 'cityscapes-150-prcl', 'synthetic-demo', 'synthetic-demo-supervised',
       'voc-92-prcl', 'voc-1464-prcl', 'voc-blended-1_16-prcl', 'voc-blended-1_2-prcl', 'cityscapes-1_16-prcl', 'cityscapes-1_2-prcl']))
     for (const name of presetNames()) expect(() => loadConfig(name), name).not.toThrow()
   })
@@ -28,11 +60,10 @@ describe('presets', () => {
 
   it('the paper\'s schedules: λc ramp-down and poly LR per epoch (spec §8.3)', () => {
     const c = loadConfig('voc-662-prcl')
-    const at = (epoch: number) => ({ step: 0, epoch, stepsPerEpoch: 100, totalSteps: 20000 })
-    expect(lossWeights(c, at(50)).prcl).toBeCloseTo(0.7316, 4)
-    expect(lossWeights(c, at(150)).prcl).toBeCloseTo(0.0601, 4)
-    expect(learningRates(c, at(100)).lr).toBeCloseTo(1.715e-3, 6)
-    expect(learningRates(c, at(199)).head_lr).toBe(1e-6)
+    expect(lossWeights(c.loss, 50).prcl).toBeCloseTo(0.7316, 4)
+    expect(lossWeights(c.loss, 150).prcl).toBeCloseTo(0.0601, 4)
+    expect(learningRates(c, 100).lr).toBeCloseTo(1.715e-3, 6)
+    expect(learningRates(c, 199).head_lr).toBe(1e-6)
     expect(evaluate({ kind: 'cosine', from: 0, to: 1, end: 10 }, 5)).toBeCloseTo(0.5, 10)
     expect(evaluate({ kind: 'piecewise', points: [{ at: 0, value: 1 }, { at: 10, value: 3 }] }, 5)).toBe(2)
   })
@@ -46,34 +77,93 @@ describe('presets', () => {
   })
 })
 
-describe('overrides and files', () => {
-  it('--set parses numbers, booleans and arrays and refuses unknown paths', () => {
-    const c = loadConfig('voc-662-prcl', ['data.root=/data/voc', 'sampling.batch_size=4', 'amp=bf16', 'data.labeled.crop=[257,257]', 'deterministic=true'])
+describe('one check, one kind of error, every route', () => {
+  it('--set parses JSON values and names list items by index or name', () => {
+    const c = loadConfig('voc-662-prcl', ['data.root=/data/voc', 'sampling.batch_size=4', 'amp=bf16', 'data.labeled.crop=[257,257]',
+      'deterministic=true', 'loss.terms.unsup.params.threshold={"kind":"linear","from":0.9,"to":0.97,"end":100}', 'loss.terms.2.enabled=false'])
     expect(c.data.root).toBe('/data/voc')
     expect(c.sampling.batch_size).toBe(4)
     expect(c.data.labeled.crop).toEqual([257, 257])
-    expect(() => applySet(PRESETS['voc-662-prcl']!(), 'optim.lrr=1')).toThrow(/no setting 'lrr' here; known: lr, head_lr/)
-    expect(() => applySet(PRESETS['voc-662-prcl']!(), 'nothing')).toThrow(/path=value/)
+    expect(c.loss.terms[1]!.params!.threshold).toEqual({ kind: 'linear', from: 0.9, to: 0.97, end: 100 })
+    expect(c.loss.terms[2]!.enabled).toBe(false)
   })
 
-  it('validation errors name the path, the value and what was expected', () => {
-    const err = (() => { try { loadConfig('voc-662-prcl', ['sampling.batch_size=-3']) } catch (e) { return e as Error } })()
-    expect(err).toBeInstanceOf(ConfigError)
-    expect(err!.message).toMatch(/sampling\.batch_size = -3: must be >= 1/)
-    expect(() => loadConfig('voc-662-prcl', ['amp=fp8'])).toThrow(/amp = "fp8"/)
-    expect(() => loadConfig('no-such-thing')).toThrow(/neither a preset .*voc-662-prcl/)
+  it('a typo is named the same way on the command line and in a file', () => {
+    expect(configError(() => applySet(preset('voc-662-prcl'), 'model.widht=0.5')).message)
+      .toMatch(/model\.widht: no setting 'widht' here; known: num_classes, backbone/)
+    const yaml = file('yaml', 'extends: voc-662-prcl\nmodel:\n  widht: 0.5\n')
+    expect(configError(() => loadConfig(yaml)).message).toMatch(/model\.widht = 0\.5: no setting 'widht' here; known: num_classes, backbone/)
+    expect(configError(() => applySet(preset('voc-662-prcl'), 'nothing')).message).toMatch(/path=value/)
+    expect(configError(() => applySet(preset('voc-662-prcl'), 'loss.terms.nope.weight=1')).message).toMatch(/no item 'nope' in this list; it has sup, unsup, prcl/)
   })
 
-  it('reads JSON and YAML files that extend a preset', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'prcl-cfg-'))
-    writeFileSync(join(dir, 'a.yaml'), 'extends: voc-662-prcl\nname: my-run\nsampling:\n  batch_size: 8\n')
-    const c = loadConfig(join(dir, 'a.yaml'))
+  it('errors give the path, the value and what is allowed', () => {
+    expect(configError(() => loadConfig('voc-662-prcl', ['sampling.batch_size=-3'])).message).toMatch(/sampling\.batch_size = -3: must be an integer ≥ 1 and ≤ 1024/)
+    expect(configError(() => loadConfig('voc-662-prcl', ['amp=fp8'])).message).toMatch(/amp = "fp8": must be one of 'none', 'bf16', 'fp16'/)
+    expect(configError(() => loadConfig('voc-662-prcl', ['sampling.epoch={"kind":"weekly"}'])).message).toMatch(/sampling\.epoch\.kind = "weekly": must be one of 'prcl_2000', 'fixed'/)
+    expect(configError(() => loadConfig('no-such-thing')).message).toMatch(/neither a preset .*voc-662-prcl/)
+    expect(configError(() => loadConfig(file('json', '{"extends": "voc-662-prcl", "seed": "x"}'))).message).toMatch(/seed = "x": must be an integer/)
+    expect(configError(() => loadConfig(file('yaml', 'name: [unclosed\n'))).message).toMatch(/not valid YAML/)
+  })
+
+  it('extends replaces a union-typed setting instead of merging into it', () => {
+    const c = loadConfig(file('yaml', 'extends: voc-662-prcl\nname: my-run\nsampling:\n  batch_size: 8\n  epoch: {kind: fixed, steps: 5}\n'))
     expect(c.name).toBe('my-run')
-    expect(c.sampling.batch_size).toBe(8)
-    expect(c.sampling.epochs).toBe(200)
-    writeFileSync(join(dir, 'b.json'), '{"extends": "voc-662-prcl", "seed": "x"}')
-    expect(() => loadConfig(join(dir, 'b.json'))).toThrow(/seed = "x"/)
-    writeFileSync(join(dir, 'c.yaml'), 'name: [unclosed\n')
-    expect(() => loadConfig(join(dir, 'c.yaml'))).toThrow(/c\.yaml: not valid yaml/)
+    expect(c.sampling).toEqual({ batch_size: 8, epochs: 200, epoch: { kind: 'fixed', steps: 5 } })
+  })
+
+  it('cross-field rules are part of the check', () => {
+    expect(configError(demo((c) => { c.eval = { ...c.eval, protocol: 'sliding', window: null, stride: null } })).message).toMatch(/eval\.window = null: must be \[height, width\] when eval\.protocol is 'sliding'/)
+    expect(configError(demo((c) => { c.eval = { ...c.eval, protocol: 'sliding', window: [48, 48], stride: [64, 64] } })).message).toMatch(/eval\.stride .*must not exceed eval\.window/)
+    expect(configError(demo((c) => { c.model.backbone = 'resnet101' })).message).toMatch(/model\.width = 0\.25: must be 1 for resnet101/)
+    expect(configError(demo((c) => { c.teacher.bn_mode = 'eval' })).message).toMatch(/teacher\.bn_mode = "eval": needs ema\.buffers 'copy' or 'ema'/)
+    expect(configError(() => loadConfig('synthetic-demo-supervised', ['ema.buffers=own'])).message).toMatch(/ema\.buffers = "own": must be 'ema' or 'copy' for a loss that reads only labeled images/)
+    expect(configError(demo((c) => { c.data.labeled.scale = [1.5, 0.5] })).message).toMatch(/data\.labeled\.scale = \[1\.5,0\.5\]: must be \[low, high\]/)
+  })
+
+  it('the loss spec is checked against the op registry', () => {
+    const spec = (change: (t: ExperimentConfig['loss']['terms']) => void) => configError(demo((c) => change(c.loss.terms))).message
+    expect(spec((t) => { t[0]!.op = 'focal' })).toMatch(/loss\.terms\.0\.op = "focal": must be one of 'cross_entropy', 'unsup_ce', 'prcl'/)
+    expect(spec((t) => { t[0]!.inputs.logits = 'model.nothing' })).toMatch(/loss\.terms\.0\.inputs\.logits = "model\.nothing": names nothing; model\.\* has 'logits_l'/)
+    expect(spec((t) => { t[0]!.inputs.extra = 'batch.y_l' })).toMatch(/op 'cross_entropy' takes no input 'extra'/)
+    expect(spec((t) => { delete t[0]!.inputs.target })).toMatch(/loss\.terms\.0\.inputs\.target: is missing/)
+    expect(spec((t) => { t[1]!.name = 'sup' })).toMatch(/loss\.terms\.1\.name = "sup": must be unique/)
+    expect(spec((t) => { t[2]!.params!.num_queries = 0 })).toMatch(/loss\.terms\.2\.params\.num_queries = 0: must be an integer ≥ 1/)
+    expect(spec((t) => { delete t[2]!.params!.temp })).toMatch(/loss\.terms\.2\.params\.temp: is missing/)
+    expect(spec((t) => { for (const x of t) x.enabled = false })).toMatch(/every term is disabled/)
+    const sum = (a: string, b: string, name: string) => ({ name, op: 'sum', inputs: { a, b }, weight: 0 })
+    expect(spec((t) => { t.push(sum('term.s1', 'term.sup', 's1')) })).toMatch(/a term cannot read itself/)
+    expect(spec((t) => { t.push(sum('term.s2', 'term.sup', 's1'), sum('term.s1', 'term.sup', 's2')) })).toMatch(/terms form a cycle: s1 -> s2 -> s1|terms form a cycle: s2 -> s1 -> s2/)
+  })
+
+  it('every schedule is checked over the run: finite, weights ≥ 0, probabilities in [0, 1]', () => {
+    expect(configError(() => loadConfig('synthetic-demo', ['loss.terms.prcl.weight={"kind":"linear","from":1,"to":-1,"end":8}'])).message)
+      .toMatch(/loss\.terms\.2\.weight = .*must give a finite weight ≥ 0 over the run; gives -0\.25 at epoch 5/)
+    expect(configError(() => loadConfig('synthetic-demo', ['loss.terms.prcl.weight={"kind":"poly","base":1,"end":0,"power":1,"floor":0}'])).message)
+      .toMatch(/must give a finite weight ≥ 0 over the run; gives NaN at epoch 0/)
+    expect(configError(() => loadConfig('synthetic-demo', ['loss.terms.unsup.params.threshold=1.5'])).message).toMatch(/threshold = 1\.5: must be a number ≥ 0 and ≤ 1/)
+    expect(configError(() => loadConfig('synthetic-demo', ['policy.weak_threshold=-1'])).message).toMatch(/policy\.weak_threshold = -1: must stay within \[0, 1\]/)
+    expect(configError(() => loadConfig('synthetic-demo', ['loss.terms.unsup.params.threshold={"kind":"linear","from":0.5,"to":1.2,"end":8}'])).message)
+      .toMatch(/threshold = .*≤ 1 over the run; gives 1\.025 at epoch 6/)
+    expect(configError(() => loadConfig(file('yaml', 'extends: synthetic-demo\noptim: {lr: .inf}\n'))).message).toMatch(/optim\.lr = Infinity: must be a finite number/)
+  })
+
+  it('every number has an upper bound', () => {
+    expect(configError(() => loadConfig('synthetic-demo', ['optim.lr=100'])).message).toMatch(/optim\.lr = 100: must be a number > 0 and ≤ 10/)
+    expect(configError(() => loadConfig('synthetic-demo', ['sampling.epoch.steps=1e308'])).message).toMatch(/sampling\.epoch\.steps = 1e\+308: must be an integer ≥ 1 and ≤ 10000000/)
+    expect(configError(() => loadConfig('synthetic-demo', ['model.width=0.001'])).message).toMatch(/model\.width = 0\.001: must be a number ≥ 0\.0625/)
+    expect(configError(() => loadConfig('synthetic-demo', ['optim.weight_decay=5'])).message).toMatch(/optim\.weight_decay = 5/)
+  })
+
+  it('input is bounded and prototype keys are refused on every route', () => {
+    const deep = file('json', '{"extends":"synthetic-demo","data":' + '['.repeat(10_000) + ']'.repeat(10_000) + '}')
+    expect(configError(() => loadConfig(deep)).message).toMatch(/nested too deeply/)
+    expect(configError(() => loadConfig(file('yaml', 'extends: __proto__\n'))).message).toMatch(/extends = "__proto__": must name a preset/)
+    expect(configError(() => loadConfig(file('json', '{"extends":"synthetic-demo","__proto__":{"x":1}}'))).message).toMatch(/'__proto__' is not allowed as a key/)
+    expect(configError(() => loadConfig('synthetic-demo', ['__proto__.toString=1'])).message).toMatch(/'__proto__' is not a setting name/)
+    expect(configError(() => loadConfig('synthetic-demo', ['model.constructor=1'])).message).toMatch(/'constructor' is not a setting name/)
+    expect(configError(() => loadConfig('synthetic-demo', ['data.root={"__proto__":{"polluted":1}}'])).message).toMatch(/'__proto__' is not allowed as a key/)
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+    expect(configError(() => loadConfig(dir)).message).toMatch(/is a directory, not a configuration file/)
   })
 })

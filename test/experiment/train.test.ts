@@ -31,12 +31,12 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-function config(): ExperimentConfig {
+function config(sets: string[] = []): ExperimentConfig {
   return loadConfig('synthetic-demo', [
     `data.root=${data}`, 'data.splits.labeled=splits/8/0/labeled_filename.txt', 'data.splits.unlabeled=splits/8/0/unlabeled_filename.txt',
     'data.splits.val=splits/8/0/valid_filename.txt', 'data.labeled.crop=[32,32]', 'data.unlabeled.crop=[32,32]',
     'sampling.batch_size=2', 'sampling.epochs=2', 'sampling.epoch={"kind":"fixed","steps":4}', 'checkpoint.every_steps=3',
-    'name=e2e',
+    'name=e2e', ...sets,
   ])
 }
 
@@ -97,7 +97,8 @@ describe('a run on the synthetic dataset', () => {
   }, 300_000)
 
   it('evaluates a saved checkpoint again, and predicts class and σ² maps for image files', async () => {
-    const runDir = join(dir, 'full')
+    const runDir = join(dir, 'evaluated')
+    await steps(runDir)
     const summary = JSON.parse(readFileSync(join(runDir, 'summary.json'), 'utf8'))
     const r = await evaluateCheckpoint(runDir, { which: 'best', models: ['teacher', 'student'], worker })
     expect(r.results.map((e) => e.model)).toEqual(['teacher', 'student'])
@@ -111,7 +112,8 @@ describe('a run on the synthetic dataset', () => {
   }, 300_000)
 
   it('a checkpoint whose files do not match its manifest is refused', async () => {
-    const runDir = join(dir, 'full')
+    const runDir = join(dir, 'corrupted')
+    await steps(runDir)
     const latest = join(runDir, 'checkpoints', 'latest')
     const driver = join(latest, 'driver.json')
     const text = readFileSync(driver, 'utf8')
@@ -150,5 +152,29 @@ describe('a run on the synthetic dataset', () => {
     const d = config()
     d.data.splits.val = 'splits/none.txt'
     await expect(new Experiment(d, { runDir: join(dir, 'bad2'), worker, log: () => undefined }).run()).rejects.toThrow(/data\.splits\.val: .*none\.txt does not exist/)
+    // Nothing is created for a run that cannot start.
+    expect(existsSync(join(dir, 'bad1'))).toBe(false)
+    expect(existsSync(join(dir, 'bad2'))).toBe(false)
+    const e = config()
+    e.eval = { ...e.eval, protocol: 'sliding', window: null, stride: null }
+    expect(() => new Experiment(e, { runDir: join(dir, 'bad3'), worker })).toThrow(/eval\.window = null: must be \[height, width\]/)
+    expect(existsSync(join(dir, 'bad3'))).toBe(false)
   })
+
+  it('a threshold on a schedule changes per step, and metrics.jsonl shows what each step used', async () => {
+    const runDir = join(dir, 'scheduled')
+    const exp = new Experiment(config(['schedule_granularity=step',
+      'loss.terms.unsup.params.threshold={"kind":"linear","from":0.5,"to":0.9,"end":2}',
+      'policy.weak_threshold={"kind":"linear","from":0.2,"to":0.6,"end":2}']), { runDir, worker, progress: false, log: () => undefined })
+    await exp.run()
+    const lines = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.type === 'step')
+    // 8 steps over 2 epochs: progress t = (step − 1) / 4 epochs.
+    lines.forEach((l, i) => {
+      expect(l.params.unsup.threshold).toBeCloseTo(0.5 + 0.4 * (i / 4) / 2, 12)
+      expect(l.weak_threshold).toBeCloseTo(0.2 + 0.4 * (i / 4) / 2, 12)
+    })
+    expect(lines[0].ema_decay).toBe(0)
+    expect(lines[1].ema_decay).toBe(0.5)
+    expect(lines.every((l) => l.params.prcl.num_queries === 32)).toBe(true)
+  }, 300_000)
 })

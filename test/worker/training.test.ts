@@ -3,12 +3,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { resolveWeights } from '../../ts/loss/compose.ts'
 import { WorkerError } from '../../ts/wire/errors.ts'
 import type { OpArgs } from '../../ts/wire/ops/index.ts'
 import { tensor, type Tensor } from '../../ts/wire/tensor.ts'
 import { encodeLabelPng, encodeRgbPng } from '../../ts/data/png.ts'
-import { paperPolicy, syntheticBatch, tinySettings, type WorkerSettings } from '../../ts/worker/settings.ts'
+import { paperPolicy, stepArgs, syntheticBatch, tinySettings, type WorkerSettings } from '../../ts/worker/settings.ts'
 import type { Worker } from '../../ts/worker/worker.ts'
 import { attachShared } from '../setup/attach.ts'
 
@@ -28,9 +27,7 @@ const batch = syntheticBatch({ batch: 2, size: 49, classes: 4, seed: 5 })
 
 function stepBody(settings: WorkerSettings, step: number, mix: "classmix" | "none" = "classmix"): OpArgs<"train_step"> {
   return {
-    step, lr: 0.02, head_lr: 0.002,
-    weights: resolveWeights(settings.loss, 0),
-    policy: paperPolicy({ mix, weak_threshold: 0.3 }),
+    ...stepArgs(settings, step, { lr: 0.02, head_lr: 0.002, policy: paperPolicy({ mix, weak_threshold: 0.3 }) }),
     mix: [{ seed: 10 + step }, { seed: 20 + step }],
     unlabeled_aug: [0, 1].map((i) => ({
       rescale: { scale: 1.1, top: i, left: 2 * i, crop_h: 49, crop_w: 49 },
@@ -74,7 +71,6 @@ describe('training a tiny model on CPU', () => {
     expect(r.body.losses.prcl!.weight).toBe(1)
     const { total, losses } = r.body
     expect(total).toBeCloseTo(losses.sup!.value + losses.unsup!.value + losses.prcl!.value, 4)
-    expect(r.body.stats.ema_decay).toBe(0)
     expect(r.body.stats.classes_present).toBeGreaterThanOrEqual(2)
     expect(r.body.stats.hard_pixels_per_class).toHaveLength(4)
     expect(r.body.stats.hard_pixels_per_class.reduce((a, b) => a + b, 0)).toBeGreaterThan(0)
@@ -124,10 +120,10 @@ describe('training a tiny model on CPU', () => {
 })
 
 describe('a supervised-only loss', () => {
-  // EMA decay 0: the teacher is the student's copy after every step, statistics included.
-  const supervised = () => tinySettings({ ema: { alpha: 0 } }, { unsup: false, prcl: false })
-  const labeledBody = (step: number): OpArgs<'train_step'> => ({
-    step, lr: 0.05, head_lr: 0.005, weights: { sup: 1 }, policy: paperPolicy({ mix: 'none' }),
+  const supervised = () => tinySettings({}, { unsup: false, prcl: false })
+  // EMA decay 0: the teacher is the student's copy after every step, with the buffers the plan names.
+  const labeledBody = (step: number, buffers: 'own' | 'ema' = 'ema'): OpArgs<'train_step'> => ({
+    ...stepArgs(supervised(), step, { lr: 0.05, head_lr: 0.005, ema: { decay: 0, buffers }, policy: paperPolicy({ mix: 'none' }) }),
   })
   const confusion = async (model: 'teacher' | 'student') => {
     const ev = await worker.call('eval_step', { model, mode: 'whole' }, { tensors: { x: batch.x_l!, y: batch.y_l! } })
@@ -151,11 +147,16 @@ describe('a supervised-only loss', () => {
     const student = await confusion('student')
     expect([0, 1, 2, 3].reduce((a, i) => a + student[i * 4 + i]!, 0) / (2 * 49 * 49)).toBeGreaterThan(0.6)
     expect(await confusion('teacher')).toEqual(student)
+    // With 'own' buffers the worker leaves the teacher's statistics where they are: it predicts
+    // otherwise. The worker applies what the plan names and decides nothing itself.
+    await worker.call('train_step', labeledBody(30, 'own'), { tensors: labeled })
+    const own = await confusion('teacher')
+    expect(own).not.toEqual(await confusion('student'))
   }, 120_000)
 
   it('is refused for a semi-supervised loss, naming the terms that need unlabeled images', async () => {
     await worker.call('configure', tinySettings())
-    const err = await worker.call('train_step', { ...labeledBody(0), weights: { sup: 1, unsup: 1, prcl: 1 } },
+    const err = await worker.call('train_step', { ...stepArgs(tinySettings(), 0), policy: paperPolicy({ mix: 'none' }) },
       { tensors: { x_l: batch.x_l!, y_l: batch.y_l! } }).catch((e) => e)
     expect(err).toBeInstanceOf(WorkerError)
     expect(err.message).toMatch(/loss terms \['unsup', 'prcl'\] need unlabeled images/)
@@ -186,16 +187,16 @@ describe('configuration errors name the problem', () => {
       { name: 'b', op: 'sum', inputs: { a: 'term.a', b: 'term.sup' }, weight: 0 })
     expect((await worker.call('configure', s).catch((e) => e)).message).toMatch(/cycle: a -> b -> a/)
   })
-  it('an out-of-range param', async () => {
+  it('a step\'s params: out of range, or a term without any, named by the term', async () => {
     const s = tinySettings()
-    s.loss.terms[2]!.params = { ...s.loss.terms[2]!.params, strong_threshold: 1.5 }
-    const err = await worker.call('configure', s).catch((e) => e)
-    expect(err.message).toMatch(/'prcl'.*params\.strong_threshold must be smaller than or equal to 1/)
-  })
-  it('a teacher in eval mode whose BatchNorm statistics would never move', async () => {
-    const err = await worker.call('configure', tinySettings({ teacher: { bn_mode: 'eval' } })).catch((e) => e)
-    expect(err.message).toMatch(/teacher\.bn_mode 'eval' needs ema\.buffers 'copy' or 'ema'/)
-    await worker.call('configure', tinySettings({ teacher: { bn_mode: 'eval' }, ema: { buffers: 'copy' } }))
+    await worker.call('configure', s)
+    const body = stepBody(s, 0)
+    const high = await worker.call('train_step', { ...body, params: { ...body.params, prcl: { ...body.params.prcl, strong_threshold: 1.5 } } }, { tensors: batch }).catch((e) => e)
+    expect(high).toBeInstanceOf(WorkerError)
+    expect(high.message).toMatch(/'prcl'.*strong_threshold must be smaller than or equal to 1/)
+    const { prcl: _, ...rest } = body.params
+    const none = await worker.call('train_step', { ...body, params: rest }, { tensors: batch }).catch((e) => e)
+    expect(none.message).toMatch(/prcl/)
   })
   it('a step before configure, and labels out of range', async () => {
     await worker.call('reset', {})

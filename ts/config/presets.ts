@@ -23,7 +23,7 @@ function vocPrcl(name: string, splits: ExperimentConfig['data']['splits']): Expe
     ema: { alpha: 0.99, buffers: 'own' },
     teacher: { bn_mode: 'train' },
     policy: { weak_threshold: 0.7, mix: 'classmix', classmix_ignore_is_class: true, conf_quantization: 'none' },
-    loss: prclLoss({ unsupThreshold: 0.97, strongThreshold: 0.8, temp: 100, numQueries: 256, numNegatives: 512, epochs: 200 }),
+    loss: prclLoss(),
     optim: {
       lr: 3.2e-3, head_lr: 5e-5, momentum: 0.9, nesterov: true, weight_decay: 5e-4,
       decay_norm_and_bias: true, grad_clip: null, poly: { power: 0.9, floor: 1e-6 },
@@ -77,27 +77,43 @@ export const PRESETS: Record<string, () => ExperimentConfig> = {
   ...Object.fromEntries(['1_16', '1_8', '1_4', '1_2'].map((r) => [`voc-blended-${r}-prcl`, () => vocPrcl(`voc-blended-${r}-prcl`, unimatch('pascal', r))])),
   ...Object.fromEntries(['1_16', '1_8', '1_4', '1_2'].map((r) => [`cityscapes-${r}-prcl`, () => cityscapesPrcl(`cityscapes-${r}-prcl`, unimatch('cityscapes', r))])),
   // The CPU demo on the synthetic dataset (prcl synth): tiny model, small crops, fixed epochs.
-  'synthetic-demo': () => {
-    const c = vocPrcl('synthetic-demo', {
-      labeled: 'splits/16/0/labeled_filename.txt', unlabeled: 'splits/16/0/unlabeled_filename.txt', val: 'splits/16/0/valid_filename.txt',
-    })
-    c.seed = 0
-    c.data.labeled = { crop: [48, 48], scale: [0.75, 1.25], photometric }
-    c.data.unlabeled = { crop: [48, 48], rescale: [0.75, 1.25], photometric }
-    c.sampling = { batch_size: 8, epochs: 8, epoch: { kind: 'fixed', steps: 50 } }
-    // Output stride 8: 48-pixel crops leave a 6×6 map at layer4 (16 would leave 3×3).
-    c.model = { num_classes: 5, backbone: 'resnet18', output_stride: 8, rep_dim: 32, width: 0.25, pretrained: null }
-    // 400 steps: a teacher averaging over ~100 steps (α = 0.99) lags too far behind a short run.
-    c.ema = { ...c.ema, alpha: 0.95 }
-    c.loss = prclLoss({ unsupThreshold: 0.9, strongThreshold: 0.8, temp: 0.5, numQueries: 32, numNegatives: 64, epochs: 8 })
-    c.optim = { ...c.optim, lr: 0.05, head_lr: 0.005 }
-    c.deterministic = true
-    c.worker.device = 'cpu'
-    c.checkpoint.every_steps = 100
+  'synthetic-demo': syntheticDemo,
+  // Its supervised-only baseline: labeled images alone, so the teacher (no forward of its own)
+  // follows the student's BatchNorm statistics.
+  'synthetic-demo-supervised': () => {
+    const c = syntheticDemo()
+    c.name = 'synthetic-demo-supervised'
+    c.loss = prclLoss({ unsup: false, prcl: false })
+    c.ema.buffers = 'ema'
     return c
   },
 }
 
+function syntheticDemo(): ExperimentConfig {
+  const c = vocPrcl('synthetic-demo', {
+    labeled: 'splits/16/0/labeled_filename.txt', unlabeled: 'splits/16/0/unlabeled_filename.txt', val: 'splits/16/0/valid_filename.txt',
+  })
+  c.seed = 0
+  c.data.labeled = { crop: [48, 48], scale: [0.75, 1.25], photometric }
+  c.data.unlabeled = { crop: [48, 48], rescale: [0.75, 1.25], photometric }
+  c.sampling = { batch_size: 8, epochs: 8, epoch: { kind: 'fixed', steps: 50 } }
+  // Output stride 8: 48-pixel crops leave a 6×6 map at layer4 (16 would leave 3×3).
+  c.model = { num_classes: 5, backbone: 'resnet18', output_stride: 8, rep_dim: 32, width: 0.25, pretrained: null }
+  // 400 steps: a teacher averaging over ~100 steps (α = 0.99) lags too far behind a short run.
+  c.ema = { ...c.ema, alpha: 0.95 }
+  c.loss = prclLoss({ unsupThreshold: 0.9, strongThreshold: 0.8, temp: 0.5, numQueries: 32, numNegatives: 64, epochs: 8 })
+  c.optim = { ...c.optim, lr: 0.05, head_lr: 0.005 }
+  c.deterministic = true
+  c.worker.device = 'cpu'
+  c.checkpoint.every_steps = 100
+  return c
+}
+
 export function presetNames(): string[] {
   return Object.keys(PRESETS)
+}
+
+/** A fresh copy of the named preset, or undefined (only the table's own names count). */
+export function preset(name: string): ExperimentConfig | undefined {
+  return Object.hasOwn(PRESETS, name) ? PRESETS[name]!() : undefined
 }

@@ -2,13 +2,14 @@
 import Type, { type Static } from 'typebox'
 import { LossSpec } from '../loss/spec.ts'
 import { ScheduleOrNumber } from '../loss/schedule.ts'
-import { ModelConfig } from '../wire/ops/training.ts'
+import { EmaBuffers, ModelConfig, TeacherBn } from '../wire/ops/training.ts'
 
 const Closed = { additionalProperties: false } as const
+const PathString = Type.String({ minLength: 1, maxLength: 4096 })
 const Prob = Type.Number({ minimum: 0, maximum: 1 })
-const Pos = Type.Number({ exclusiveMinimum: 0 })
+const Rate = Type.Number({ exclusiveMinimum: 0, maximum: 10 })
 const Size = Type.Array(Type.Integer({ minimum: 1, maximum: 16384 }), { minItems: 2, maxItems: 2, description: '[height, width]' })
-const Range = Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 2, maxItems: 2, description: '[low, high]' })
+const Range = Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 16 }), { minItems: 2, maxItems: 2, description: '[low, high]' })
 
 const Photometric = Type.Object({
   // Colour jitter with probability p, factors drawn uniformly in [1 - x, 1 + x] (hue: [-x, x]).
@@ -23,9 +24,9 @@ export const ExperimentConfig = Type.Object({
   seed: Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1 }),
   data: Type.Object({
     dataset: Type.Enum(['voc', 'cityscapes', 'folder']),
-    root: Type.String({ description: 'dataset root folder' }),
+    root: Type.String({ maxLength: 4096, description: 'dataset root folder' }),
     // Split files, absolute or relative to the dataset root.
-    splits: Type.Object({ labeled: Type.String({ minLength: 1 }), unlabeled: Type.String({ minLength: 1 }), val: Type.String({ minLength: 1 }) }, Closed),
+    splits: Type.Object({ labeled: PathString, unlabeled: PathString, val: PathString }, Closed),
     skip_bad_samples: Type.Boolean(),
     labeled: Type.Object({ crop: Size, scale: Range, photometric: Photometric }, Closed),
     unlabeled: Type.Object({
@@ -41,13 +42,15 @@ export const ExperimentConfig = Type.Object({
     // prcl_2000: about 2,000 labeled images per epoch as released (never 0 steps);
     // fixed: a fixed number of steps per epoch.
     epoch: Type.Union([
-      Type.Object({ kind: Type.Literal('prcl_2000'), images: Type.Integer({ minimum: 1 }) }, Closed),
-      Type.Object({ kind: Type.Literal('fixed'), steps: Type.Integer({ minimum: 1 }) }, Closed),
+      Type.Object({ kind: Type.Literal('prcl_2000'), images: Type.Integer({ minimum: 1, maximum: 1e8 }) }, Closed),
+      Type.Object({ kind: Type.Literal('fixed'), steps: Type.Integer({ minimum: 1, maximum: 1e7 }) }, Closed),
     ]),
   }, Closed),
   model: ModelConfig,
-  ema: Type.Object({ alpha: Prob, buffers: Type.Enum(['own', 'copy', 'ema']) }, Closed),
-  teacher: Type.Object({ bn_mode: Type.Enum(['train', 'eval']) }, Closed),
+  // The teacher's EMA: decay min(1 − 1/(t+1), alpha) after the t-th update (spec §3); which
+  // BatchNorm buffers follow the student (own: none, as released; copy; ema: averaged).
+  ema: Type.Object({ alpha: Prob, buffers: EmaBuffers }, Closed),
+  teacher: Type.Object({ bn_mode: TeacherBn }, Closed),
   policy: Type.Object({
     weak_threshold: ScheduleOrNumber,
     mix: Type.Enum(['classmix', 'cutmix', 'cutout', 'none']),
@@ -56,15 +59,15 @@ export const ExperimentConfig = Type.Object({
   }, Closed),
   loss: LossSpec,
   optim: Type.Object({
-    lr: Pos,
-    head_lr: Pos,
+    lr: Rate,
+    head_lr: Rate,
     momentum: Prob,
     nesterov: Type.Boolean(),
-    weight_decay: Type.Number({ minimum: 0 }),
+    weight_decay: Type.Number({ minimum: 0, maximum: 1 }),
     decay_norm_and_bias: Type.Boolean(),
-    grad_clip: Type.Union([Pos, Type.Null()]),
+    grad_clip: Type.Union([Type.Number({ exclusiveMinimum: 0, maximum: 1e6 }), Type.Null()]),
     // Poly decay as released: lr·(1 − t/T)^power, floored; t counts epochs or steps.
-    poly: Type.Object({ power: Type.Number({ minimum: 0 }), floor: Type.Number({ minimum: 0 }) }, Closed),
+    poly: Type.Object({ power: Type.Number({ minimum: 0, maximum: 100 }), floor: Type.Number({ minimum: 0, maximum: 10 }) }, Closed),
   }, Closed),
   // Schedules (loss weights, policy thresholds, LR) advance per epoch, as released, or per step.
   schedule_granularity: Type.Enum(['epoch', 'step']),
@@ -72,20 +75,20 @@ export const ExperimentConfig = Type.Object({
   channels_last: Type.Boolean(),
   deterministic: Type.Boolean(),
   eval: Type.Object({
-    every_epochs: Type.Integer({ minimum: 1 }),
+    every_epochs: Type.Integer({ minimum: 1, maximum: 100000 }),
     protocol: Type.Enum(['whole', 'sliding']),
     model: Type.Enum(['teacher', 'student']),
     window: Type.Union([Size, Type.Null()]),
     stride: Type.Union([Size, Type.Null()]),
   }, Closed),
-  checkpoint: Type.Object({ every_steps: Type.Integer({ minimum: 1 }) }, Closed),
+  checkpoint: Type.Object({ every_steps: Type.Integer({ minimum: 1, maximum: 1e9 }) }, Closed),
   worker: Type.Object({
-    python: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
+    python: Type.Union([PathString, Type.Null()]),
     device: Type.String({ pattern: '^(auto|cpu|cuda(:[0-9]+)?)$' }),
     transport: Type.Enum(['ipc', 'tcp']),
-    threads: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
+    threads: Type.Union([Type.Integer({ minimum: 1, maximum: 1024 }), Type.Null()]),
   }, Closed),
-  runs_dir: Type.String({ minLength: 1 }),
+  runs_dir: PathString,
 }, { ...Closed, $id: 'prcl/experiment' })
 
 export type ExperimentConfig = Static<typeof ExperimentConfig>

@@ -22,3 +22,31 @@ export function imageSize(bytes: Uint8Array, file: string): { width: number; hei
   }
   throw new Error(`${file}: not a PNG or JPEG file`)
 }
+
+const HEAD_BYTES = 64 * 1024
+
+/** An image file's size from its header, reading only the first 64 KiB unless the JPEG frame
+ *  header lies further in (a large EXIF block). Errors name the file. */
+export async function readImageSize(path: string): Promise<{ width: number; height: number }> {
+  const { open, readFile } = await import('node:fs/promises')
+  let head: Uint8Array
+  try {
+    const fh = await open(path, 'r')
+    try {
+      const buf = new Uint8Array(HEAD_BYTES)
+      const { bytesRead } = await fh.read(buf, 0, HEAD_BYTES, 0)
+      head = buf.subarray(0, bytesRead)
+    } finally {
+      await fh.close()
+    }
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    throw new Error(e.code === 'ENOENT' ? `image ${path} does not exist` : `cannot read image ${path}: ${e.message}`)
+  }
+  try {
+    return imageSize(head, path)
+  } catch (e) {
+    if (head.length < HEAD_BYTES) throw e
+    return imageSize(await readFile(path), path)
+  }
+}

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from 'node:path'
 import type { ExperimentConfig } from '../config/schema.ts'
 import type { Worker } from '../worker/worker.ts'
-import type { SamplerState } from './sampler.ts'
+import type { SamplerState } from '../policy/sampler.ts'
 
 export interface DriverState {
   step: number

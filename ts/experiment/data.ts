@@ -5,13 +5,19 @@ import type { ExperimentConfig } from '../config/schema.ts'
 import type { Dataset, SampleRef } from '../data/dataset.ts'
 import { openDataset } from '../data/index.ts'
 import { knownSplit, missingSplitHelp, type KnownSplit } from '../data/known-splits.ts'
+import { readImageSize } from '../data/imagesize.ts'
 import { readSplit, splitIdentity, type SplitIdentity } from '../data/splits.ts'
+import type { ImageSize } from '../policy/plan.ts'
 
 export interface RunData {
   dataset: Dataset
   labeled: SampleRef[]
   unlabeled: SampleRef[]
   val: SampleRef[]
+  /** Each training image's size, from its header: what the step plan draws crops from. */
+  sizes: { labeled: ImageSize[]; unlabeled: ImageSize[] }
+  /** Training samples left out because their image could not be read (data.skip_bad_samples). */
+  skipped: Array<{ file: string; reason: string }>
   /** Each split file's identity; `published` where the path is a known repository's file, with
    *  whether this copy's content is that file's. */
   splits: Record<'labeled' | 'unlabeled' | 'val', SplitIdentity & { path: string; published?: KnownSplit & { matches: boolean | null } }>
@@ -37,5 +43,34 @@ export async function loadRunData(cfg: ExperimentConfig): Promise<RunData> {
   if (dataset.numClasses !== cfg.model.num_classes) {
     throw new Error(`model.num_classes is ${cfg.model.num_classes} but the ${dataset.name} dataset at ${root} has ${dataset.numClasses} classes`)
   }
-  return { dataset, ...refs, splits }
+  const skipped: RunData['skipped'] = []
+  const sizes = {} as RunData['sizes']
+  for (const which of ['labeled', 'unlabeled'] as const) {
+    const read = await readSizes(refs[which], cfg.data.skip_bad_samples, skipped)
+    refs[which] = read.refs
+    sizes[which] = read.sizes
+    if (read.refs.length === 0) throw new Error(`data.splits.${which}: no image listed in ${splits[which].path} could be read; see the skipped list`)
+  }
+  return { dataset, ...refs, splits, sizes, skipped }
+}
+
+/** The images' sizes (16 headers read at a time). With skipBad an unreadable image drops its
+ *  sample, recorded with the reason; otherwise its error ends the load. */
+async function readSizes(refs: SampleRef[], skipBad: boolean, skipped: RunData['skipped']) {
+  const sizes: Array<ImageSize | null> = new Array(refs.length).fill(null)
+  let next = 0
+  const lane = async () => {
+    while (next < refs.length) {
+      const i = next++
+      try {
+        sizes[i] = await readImageSize(refs[i]!.image)
+      } catch (e) {
+        if (!skipBad) throw e
+        skipped.push({ file: refs[i]!.image, reason: (e as Error).message })
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: 16 }, lane))
+  const keep = refs.map((_, i) => i).filter((i) => sizes[i] !== null)
+  return { refs: keep.map((i) => refs[i]!), sizes: keep.map((i) => sizes[i]!) }
 }

@@ -2,9 +2,9 @@
 // over several seeds, reported side by side (last-epoch mIoU, the honest number, and the best).
 import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { PRESETS } from '../config/presets.ts'
+import { preset } from '../config/presets.ts'
+import type { ExperimentConfig } from '../config/schema.ts'
 import { checkSynthOptions, generateSynthetic, type SynthOptions } from '../data/synth.ts'
-import { prclLoss } from '../loss/compose.ts'
 import { Worker } from '../worker/worker.ts'
 import { Experiment, type RunSummary } from './run.ts'
 
@@ -13,7 +13,7 @@ export interface DemoOptions {
   seeds?: number[]
   log?: (line: string) => void
   /** Overrides applied to both methods' configurations (tests shorten the runs). */
-  adjust?: (cfg: ReturnType<(typeof PRESETS)['synthetic-demo']>) => void
+  adjust?: (cfg: ExperimentConfig) => void
 }
 
 export interface DemoRun { seed: number; method: 'supervised' | 'prcl'; last_miou: number; best_miou: number; run_dir: string; minutes: number }
@@ -61,11 +61,10 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
   try {
     for (const seed of seeds) {
       for (const method of ['supervised', 'prcl'] as const) {
-        const cfg = PRESETS['synthetic-demo']!()
+        const cfg = preset(method === 'supervised' ? 'synthetic-demo-supervised' : 'synthetic-demo')!
         cfg.name = `demo-${method}-seed${seed}`
         cfg.seed = seed
         cfg.data.root = data
-        if (method === 'supervised') cfg.loss = prclLoss({ unsup: false, prcl: false })
         o.adjust?.(cfg)
         const start = Date.now()
         const summary: RunSummary = await new Experiment(cfg, { runDir: join(out, cfg.name), worker, progress: false, log: () => undefined }).run()

@@ -4,23 +4,22 @@
 import { EventEmitter } from 'node:events'
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { checkConfig } from '../config/check.ts'
 import type { ExperimentConfig } from '../config/schema.ts'
-import { readSample, type Sample, type SampleRef } from '../data/dataset.ts'
-import { WorkerError } from '../wire/errors.ts'
-import { imageSize } from '../data/imagesize.ts'
+import { readSample } from '../data/dataset.ts'
+import { planStep, type Generators, type StepPlan } from '../policy/plan.ts'
+import { progressAt, stepsPerEpoch } from '../policy/progress.ts'
+import { Sampler } from '../policy/sampler.ts'
+import { Rng, STREAM } from '../rng.ts'
 import type { CallResult } from '../wire/connection.ts'
-import type { OpArgs, OpResult } from '../wire/ops/index.ts'
+import { WorkerError } from '../wire/errors.ts'
+import type { OpResult } from '../wire/ops/index.ts'
 import { bytesTensor, type Tensors } from '../wire/tensor.ts'
 import { Worker } from '../worker/worker.ts'
-import { drawLabeled, drawMix, drawUnlabeledAug, drawUnlabeledCrop } from './augparams.ts'
 import { findCheckpoint, readCheckpoint, saveCheckpoint, type DriverState } from './checkpoint.ts'
 import { loadRunData, type RunData } from './data.ts'
 import { evaluateOn, type EvalEvent } from './evaluate.ts'
 import { Recorder } from './record.ts'
-import { Rng } from './rng.ts'
-import { Sampler } from './sampler.ts'
-import { readsOnlyLabeled } from '../loss/spec.ts'
-import { learningRates, lossWeights, stepPolicy, stepsPerEpoch, type Progress } from './schedules.ts'
 import { workerSettings } from './settings.ts'
 
 export interface RunOptions {
@@ -39,7 +38,12 @@ export interface RunOptions {
   record?: string
 }
 
-export interface StepEvent { type: 'step'; step: number; epoch: number; lr: number; total: number; losses: Record<string, { value: number; weight: number }>; stats: OpResult<'train_step'>['stats']; time_ms: Record<string, number> }
+/** One line of metrics.jsonl per step: what the plan resolved and what the worker measured. */
+export interface StepEvent {
+  type: 'step'; step: number; epoch: number; lr: number; head_lr: number; ema_decay: number; weak_threshold: number
+  params: StepPlan['params']; total: number; losses: Record<string, { value: number; weight: number }>
+  stats: OpResult<'train_step'>['stats']; time_ms: Record<string, number>
+}
 
 export interface RunSummary {
   name: string
@@ -55,13 +59,10 @@ export interface RunSummary {
   skipped: Array<{ file: string; reason: string }>
 }
 
-type TrainArgs = OpArgs<'train_step'>
-
 export class Experiment extends EventEmitter {
   readonly runDir: string
   private cfg: ExperimentConfig
   private opts: RunOptions
-  private skipped: Array<{ file: string; reason: string }> = []
 
   constructor(cfg: ExperimentConfig, opts: RunOptions = {}) {
     super()
@@ -70,9 +71,10 @@ export class Experiment extends EventEmitter {
       if (!opts.runDir) throw new Error('resume needs the run directory')
       const saved = join(opts.runDir, 'config.json')
       if (!existsSync(saved)) throw new Error(`${opts.runDir} is not a run directory (no config.json)`)
-      this.cfg = JSON.parse(readFileSync(saved, 'utf8'))
+      this.cfg = checkConfig(JSON.parse(readFileSync(saved, 'utf8')), saved)
     } else {
-      this.cfg = cfg
+      // Checked here, before a run directory or a worker exists.
+      this.cfg = checkConfig(cfg)
     }
     const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)
     this.runDir = resolve(opts.runDir ?? join(this.cfg.runs_dir, `${this.cfg.name}-${stamp}`))
@@ -80,12 +82,14 @@ export class Experiment extends EventEmitter {
 
   get config(): ExperimentConfig { return this.cfg }
 
+  /** plan → read bytes → send → record → evaluate/checkpoint when the plan says; the next step
+   *  is planned and on the wire while the worker computes this one. */
   async run(): Promise<RunSummary> {
     const cfg = this.cfg
     const log = this.opts.log ?? ((l: string) => process.stderr.write(`${l}\n`))
+    const data = await loadRunData(cfg)
     mkdirSync(join(this.runDir, 'checkpoints'), { recursive: true })
     if (!this.opts.resume) writeFileSync(join(this.runDir, 'config.json'), JSON.stringify(cfg, null, 2))
-    const data = await loadRunData(cfg)
     writeFileSync(join(this.runDir, 'splits.json'), JSON.stringify(data.splits, null, 2))
     const worker = this.opts.worker ?? await Worker.start({ python: cfg.worker.python ?? undefined, device: cfg.worker.device, transport: cfg.worker.transport, log: 'silent' })
     const started = Date.now()
@@ -95,13 +99,7 @@ export class Experiment extends EventEmitter {
       await worker.call('configure', workerSettings(cfg), { timeoutMs: 600_000 })
       const perEpoch = stepsPerEpoch(cfg, data.labeled.length)
       const total = perEpoch * cfg.sampling.epochs
-      let state: DriverState = {
-        step: 0, epoch: 0, rng: Rng.seeded(cfg.seed, 0).state(), best: null, wall_ms: 0,
-        samplers: {
-          labeled: new Sampler(data.labeled.length, cfg.seed, 1).state(),
-          unlabeled: new Sampler(data.unlabeled.length, cfg.seed, 2).state(),
-        },
-      }
+      let state = initialState(cfg, data)
       if (this.opts.resume) {
         const ck = findCheckpoint(this.runDir)
         if (ck) {
@@ -110,58 +108,51 @@ export class Experiment extends EventEmitter {
           log(`resumed ${this.runDir} at step ${state.step} (epoch ${state.epoch}) from ${ck.dir}`)
         }
       }
-      const rng = Rng.fromState(state.rng)
-      const lab = new Sampler(data.labeled.length, cfg.seed, 1, state.samplers.labeled)
-      const unl = new Sampler(data.unlabeled.length, cfg.seed, 2, state.samplers.unlabeled)
+      const gen = generators(cfg, data, state)
+      const planData = { ...data.sizes, labelLut: data.dataset.labelLut }
       const metrics = join(this.runDir, 'metrics.jsonl')
-      let best: EvalEvent | null = null
-      let last: EvalEvent | null = null
       const stopAt = this.opts.stopAfter === undefined ? total : Math.min(total, state.step + this.opts.stopAfter)
-      const inflight: Array<{ step: number; epoch: number; lr: number; reply: Promise<CallResult<OpResult<'train_step'>>>; snapshot: DriverState }> = []
+      const inflight: Array<{ plan: StepPlan; reply: Promise<CallResult<OpResult<'train_step'>>> }> = []
       const showProgress = this.opts.progress ?? process.stderr.isTTY
       const t0 = Date.now()
+      const firstStep = state.step
       let done = state.step
-
+      let best: EvalEvent | null = null
+      let last: EvalEvent | null = null
       const finish = async () => {
-        const f = inflight.shift()!
-        const r = await f.reply
-        const ev: StepEvent = { type: 'step', step: f.step, epoch: f.epoch, lr: f.lr, total: r.body.total, losses: r.body.losses, stats: r.body.stats, time_ms: r.body.time_ms }
+        const { plan, reply } = inflight.shift()!
+        const ev = stepEvent(plan, (await reply).body)
         appendFileSync(metrics, JSON.stringify(ev) + '\n')
         this.emit('step', ev)
-        done = f.step
-        if (showProgress) progressLine(f.step, total, t0, state.step, ev)
-        return f
+        done = plan.step
+        if (showProgress) progressLine(plan.step, total, t0, firstStep, ev)
       }
+      const save = (name: string, snapshot: DriverState) => saveCheckpoint(join(this.runDir, 'checkpoints', name), worker,
+        { ...snapshot, best: state.best, wall_ms: state.wall_ms + Date.now() - started }, cfg)
 
-      for (let step = state.step + 1; step <= stopAt; step++) {
-        const epoch = Math.floor((step - 1) / perEpoch)
-        const progress: Progress = { step: step - 1, epoch, stepsPerEpoch: perEpoch, totalSteps: total }
-        const { body, tensors, lr, files } = await this.buildStep(data, rng, lab, unl, progress)
-        const snapshot: DriverState = { step, epoch: Math.floor(step / perEpoch), rng: rng.state(), best: state.best, wall_ms: 0, samplers: { labeled: lab.state(), unlabeled: unl.state() } }
-        recorder?.write('train_step', body, tensors)
-        const reply = worker.call('train_step', body, { tensors, timeoutMs: 3_600_000 }).catch((e) => { throw nameFile(e, files) })
+      for (let planned = state.step; planned < stopAt; planned++) {
+        const plan = planStep(cfg, progressAt(cfg, perEpoch, planned), gen, planData)
+        const snapshot = snapshotOf(plan, perEpoch, gen, state)
+        const { tensors, files } = await readStep(plan, data)
+        recorder?.write('train_step', plan, tensors)
+        const reply = worker.call('train_step', plan, { tensors, timeoutMs: 3_600_000 }).catch((e) => { throw nameFile(e, files) })
         reply.catch(() => undefined) // awaited in order below; this keeps an early failure from being "unhandled"
-        inflight.push({ step, epoch, lr, reply, snapshot })
-        const epochEnd = step % perEpoch === 0
-        const ckpt = step % cfg.checkpoint.every_steps === 0 || step === stopAt
-        if (inflight.length >= 2 || epochEnd || ckpt) {
-          // Epoch ends and checkpoints see the state after exactly this step: drain the pipeline.
-          while (inflight.length > (epochEnd || ckpt ? 0 : 1)) await finish()
-        }
-        if (epochEnd && (Math.floor(step / perEpoch) % cfg.eval.every_epochs === 0 || step === total)) {
-          last = await evaluateOn(worker, cfg, data, step, Math.floor(step / perEpoch))
+        inflight.push({ plan, reply })
+        const checkpoint = plan.checkpoint || plan.step === stopAt
+        // Evaluations and checkpoints see the state after exactly this step: drain the pipeline.
+        while (inflight.length > (plan.evaluate || checkpoint ? 0 : 1)) await finish()
+        if (plan.evaluate) {
+          last = await evaluateOn(worker, cfg, data, plan.step, snapshot.epoch)
           appendFileSync(metrics, JSON.stringify(last) + '\n')
           this.emit('eval', last)
           if (!state.best || last.miou > state.best.miou) {
-            state.best = { miou: last.miou, step, epoch: last.epoch }
+            state.best = { miou: last.miou, step: plan.step, epoch: last.epoch }
             best = last
-            await saveCheckpoint(join(this.runDir, 'checkpoints', 'best'), worker, { ...snapshot, best: state.best, wall_ms: state.wall_ms + Date.now() - started }, cfg)
+            await save('best', snapshot)
           }
-          log(`epoch ${last.epoch} step ${step}: ${last.model} mIoU ${(last.miou * 100).toFixed(2)} (best ${(state.best.miou * 100).toFixed(2)} at epoch ${state.best.epoch})`)
+          log(`epoch ${last.epoch} step ${plan.step}: ${last.model} mIoU ${(last.miou * 100).toFixed(2)} (best ${(state.best.miou * 100).toFixed(2)} at epoch ${state.best.epoch})`)
         }
-        if (ckpt) {
-          await saveCheckpoint(join(this.runDir, 'checkpoints', 'latest'), worker, { ...snapshot, best: state.best, wall_ms: state.wall_ms + Date.now() - started }, cfg)
-        }
+        if (checkpoint) await save('latest', snapshot)
       }
       while (inflight.length) await finish()
       if (showProgress) process.stderr.write('\n')
@@ -170,7 +161,7 @@ export class Experiment extends EventEmitter {
       const summary: RunSummary = {
         name: cfg.name, run_dir: this.runDir, steps: done, epochs: Math.floor(done / perEpoch),
         wall_minutes: (state.wall_ms + Date.now() - started) / 60_000, last, best, splits: data.splits,
-        config_sha: sha(JSON.stringify(cfg)), skipped: this.skipped,
+        config_sha: sha(JSON.stringify(cfg)), skipped: data.skipped,
       }
       writeFileSync(join(this.runDir, 'summary.json'), JSON.stringify(summary, null, 2))
       return summary
@@ -179,60 +170,51 @@ export class Experiment extends EventEmitter {
       if (!this.opts.worker) await worker.close()
     }
   }
+}
 
-  /** Read the step's samples and draw all its parameters. */
-  private async buildStep(data: RunData, rng: Rng, lab: Sampler, unl: Sampler, p: Progress) {
-    const cfg = this.cfg
-    const b = cfg.sampling.batch_size
-    // A supervised-only loss reads no unlabeled batch: none is drawn, read or sent.
-    const semi = !readsOnlyLabeled(cfg.loss)
-    const [[lrefs, lsamples], [urefs, usamples]] = await Promise.all([
-      this.readBatch(lab, data.labeled, b), semi ? this.readBatch(unl, data.unlabeled, b) : [[], []] as [SampleRef[], Sample[]],
-    ])
-    const tensors: Tensors = {}
-    const labeledAug = lsamples.map((s, i) => {
-      tensors[`img_l.${i}`] = bytesTensor(s.image)
-      tensors[`lbl_l.${i}`] = bytesTensor(s.label!)
-      return drawLabeled(rng, cfg, size(s.image, lrefs[i]!))
-    })
-    const unlabeledCrop = usamples.map((s, i) => {
-      tensors[`img_u.${i}`] = bytesTensor(s.image)
-      return drawUnlabeledCrop(rng, cfg, size(s.image, urefs[i]!))
-    })
-    const unlabeledAug = usamples.map(() => drawUnlabeledAug(rng, cfg))
-    const policy = stepPolicy(cfg, p)
-    const { lr, head_lr } = learningRates(cfg, p)
-    const body: TrainArgs = {
-      step: p.step + 1, lr, head_lr, weights: lossWeights(cfg, p), policy,
-      labeled_aug: labeledAug,
-      ...(semi ? { unlabeled_crop: unlabeledCrop, unlabeled_aug: unlabeledAug, mix: drawMix(rng, policy.mix, b, cfg.data.unlabeled.crop) } : {}),
-      ...(data.dataset.labelLut ? { label_lut: data.dataset.labelLut } : {}),
-    }
-    return { body, tensors, lr, files: { img_l: lrefs.map((r) => r.image), lbl_l: lrefs.map((r) => r.label ?? ''), img_u: urefs.map((r) => r.image) } }
-  }
-
-  /** `n` readable samples; with data.skip_bad_samples an unreadable one is replaced by the
-   *  sampler's next and recorded, else its error (naming the file) ends the run. */
-  private async readBatch(sampler: Sampler, refs: SampleRef[], n: number): Promise<[SampleRef[], Sample[]]> {
-    const outRefs: SampleRef[] = []
-    const out: Sample[] = []
-    const skip = this.cfg.data.skip_bad_samples
-    let guard = 0
-    while (out.length < n) {
-      const want = sampler.take(n - out.length).map((i) => refs[i]!)
-      const got = await Promise.all(want.map((r) => readSample(r, {
-        skipBad: skip, onSkip: (e) => this.skipped.push({ file: r.image, reason: e.message }),
-      })))
-      got.forEach((s, i) => { if (s) { out.push(s); outRefs.push(want[i]!) } })
-      if (++guard > 100 + refs.length) throw new Error('every sample read failed; see the skipped list')
-    }
-    return [outRefs, out]
+function initialState(cfg: ExperimentConfig, data: RunData): DriverState {
+  return {
+    step: 0, epoch: 0, rng: Rng.keyed(cfg.seed, STREAM.augment).state(), best: null, wall_ms: 0,
+    samplers: {
+      labeled: new Sampler(data.labeled.length, cfg.seed, STREAM.labeledSampler).state(),
+      unlabeled: new Sampler(data.unlabeled.length, cfg.seed, STREAM.unlabeledSampler).state(),
+    },
   }
 }
 
+function generators(cfg: ExperimentConfig, data: RunData, state: DriverState): Generators {
+  return {
+    augment: Rng.fromState(state.rng),
+    labeled: new Sampler(data.labeled.length, cfg.seed, STREAM.labeledSampler, state.samplers.labeled),
+    unlabeled: new Sampler(data.unlabeled.length, cfg.seed, STREAM.unlabeledSampler, state.samplers.unlabeled),
+  }
+}
 
-function size(bytes: Uint8Array, ref: SampleRef) {
-  return imageSize(bytes, ref.image)
+/** The driver's state right after planning `plan`: what a checkpoint taken after it holds. */
+function snapshotOf(plan: StepPlan, perEpoch: number, gen: Generators, state: DriverState): DriverState {
+  return {
+    step: plan.step, epoch: Math.floor(plan.step / perEpoch), rng: gen.augment.state(), best: state.best, wall_ms: 0,
+    samplers: { labeled: gen.labeled.state(), unlabeled: gen.unlabeled.state() },
+  }
+}
+
+/** The encoded bytes of the plan's samples, as the step's tensors. */
+async function readStep(plan: StepPlan, data: RunData) {
+  const lrefs = plan.samples.labeled.map((i) => data.labeled[i]!)
+  const urefs = plan.samples.unlabeled.map((i) => data.unlabeled[i]!)
+  const [ls, us] = await Promise.all([Promise.all(lrefs.map((r) => readSample(r))), Promise.all(urefs.map((r) => readSample(r)))])
+  const tensors: Tensors = {}
+  ls.forEach((s, i) => { tensors[`img_l.${i}`] = bytesTensor(s.image); tensors[`lbl_l.${i}`] = bytesTensor(s.label!) })
+  us.forEach((s, i) => { tensors[`img_u.${i}`] = bytesTensor(s.image) })
+  return { tensors, files: { img_l: lrefs.map((r) => r.image), lbl_l: lrefs.map((r) => r.label ?? ''), img_u: urefs.map((r) => r.image) } }
+}
+
+function stepEvent(plan: StepPlan, r: OpResult<'train_step'>): StepEvent {
+  return {
+    type: 'step', step: plan.step, epoch: plan.epoch, lr: plan.lr, head_lr: plan.head_lr, ema_decay: plan.ema.decay,
+    weak_threshold: plan.policy.weak_threshold, params: plan.params,
+    total: r.total, losses: r.losses, stats: r.stats, time_ms: r.time_ms,
+  }
 }
 
 /** A worker error about one of a step's tensors (say `tensors.lbl_l.1`) names that tensor's file. */

@@ -1,6 +1,10 @@
-// The worker's configure arguments for an experiment configuration.
+// The worker's configure arguments for an experiment configuration: what the worker builds.
+// Everything that varies per step travels in the step plan instead (ts/policy/).
+import type { Static } from 'typebox'
 import type { ExperimentConfig } from '../config/schema.ts'
-import type { WorkerSettings } from '../worker/settings.ts'
+import type { ConfigureArgs } from '../wire/ops/training.ts'
+
+export type WorkerSettings = Static<typeof ConfigureArgs>
 
 export function workerSettings(cfg: ExperimentConfig): WorkerSettings {
   return {
@@ -8,8 +12,6 @@ export function workerSettings(cfg: ExperimentConfig): WorkerSettings {
     deterministic: cfg.deterministic,
     threads: cfg.worker.threads,
     model: cfg.model,
-    ema: cfg.ema,
-    teacher: cfg.teacher,
     optim: {
       momentum: cfg.optim.momentum, nesterov: cfg.optim.nesterov, weight_decay: cfg.optim.weight_decay,
       decay_norm_and_bias: cfg.optim.decay_norm_and_bias, grad_clip: cfg.optim.grad_clip,

@@ -1,17 +1,10 @@
 // Building loss specs in TypeScript and resolving their weights for a step.
 import type { LossSpec, LossTerm } from './spec.ts'
-import { evaluate, type ScheduleOrNumber } from './schedule.ts'
+import type { ScheduleOrNumber } from './schedule.ts'
 
 export function term(name: string, op: string, inputs: Record<string, string>, weight: ScheduleOrNumber = 1,
   params: LossTerm['params'] = undefined): LossTerm {
   return params === undefined ? { name, op, inputs, weight } : { name, op, inputs, params, weight }
-}
-
-/** The weight of every enabled term at progress t (an epoch or a step, as the schedules mean it). */
-export function resolveWeights(spec: LossSpec, t: number): Record<string, number> {
-  const out: Record<string, number> = {}
-  for (const tm of spec.terms) if (tm.enabled !== false) out[tm.name] = evaluate(tm.weight, t)
-  return out
 }
 
 export interface PrclLossOptions {
@@ -29,22 +22,26 @@ export interface PrclLossOptions {
   unsup?: boolean
 }
 
+/** The released values (method spec §13), declared here once. */
+export const PAPER_LOSS = { unsupThreshold: 0.97, strongThreshold: 0.8, temp: 100, numQueries: 256, numNegatives: 512, epochs: 200 } as const
+
 /** The paper's composition: supervised CE + unsupervised CE + λc(epoch)·PRCL. */
-export function prclLoss(o: PrclLossOptions = {}): LossSpec {
+export function prclLoss(options: PrclLossOptions = {}): LossSpec {
+  const o = { ...PAPER_LOSS, ...options }
   const terms: LossTerm[] = [
     term('sup', 'cross_entropy', { logits: 'model.logits_l', target: 'batch.y_l' }, 1, { ignore_index: -1 }),
   ]
   if (o.unsup !== false) {
     terms.push(term('unsup', 'unsup_ce', { logits: 'model.logits_u', pseudo: 'batch.pseudo', conf: 'batch.conf' }, 1,
-      { threshold: o.unsupThreshold ?? 0.97, variant: 'fixed' }))
+      { threshold: o.unsupThreshold, variant: 'fixed' }))
   }
   if (o.prcl !== false) {
     terms.push(term('prcl', 'prcl',
       { rep: 'model.rep', var: 'model.var', label: 'batch.feat_label', mask: 'batch.feat_mask', prob: 'batch.feat_prob' },
-      o.prclWeight ?? { kind: 'rampdown', begin: 0, end: o.epochs ?? 200, max: 1, min: 0, mult: -5 },
+      o.prclWeight ?? { kind: 'rampdown', begin: 0, end: o.epochs, max: 1, min: 0, mult: -5 },
       {
-        strong_threshold: o.strongThreshold ?? 0.8, temp: o.temp ?? 100,
-        num_queries: o.numQueries ?? 256, num_negatives: o.numNegatives ?? 512,
+        strong_threshold: o.strongThreshold, temp: o.temp, neg_temp: null,
+        num_queries: o.numQueries, num_negatives: o.numNegatives,
       }))
   }
   return { version: 1, terms }

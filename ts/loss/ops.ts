@@ -1,5 +1,7 @@
-// Parameter schemas of the worker's loss ops (py/prcl_worker/losses/). The worker loads them
-// from schemas/losses.json and refuses a term whose params do not fit, naming the term.
+// The worker's loss ops (py/prcl_worker/losses/): their inputs and parameter schemas, and the
+// names a term may read. Every param is required: the worker holds no defaults. The driver checks
+// a spec against this registry before anything starts; the worker loads it from
+// schemas/losses.json and checks again what arrives.
 import Type from 'typebox'
 
 const Closed = { additionalProperties: false } as const
@@ -9,31 +11,31 @@ export const LOSS_OPS = {
   cross_entropy: {
     doc: 'Pixel-wise cross-entropy of logits [B,C,H,W] against target [B,H,W]; -1 = ignore.',
     inputs: ['logits', 'target'],
-    params: Type.Object({ ignore_index: Type.Optional(Type.Integer()) }, Closed),
+    params: Type.Object({ ignore_index: Type.Integer({ minimum: -1, maximum: 255 }) }, Closed),
   },
   unsup_ce: {
     doc: 'Confidence-proportion-weighted CE against pseudo-labels (spec §7.2), with the empty-mask NaN fixed.',
     inputs: ['logits', 'pseudo', 'conf'],
     params: Type.Object({
-      threshold: Type.Optional(Prob),
-      variant: Type.Optional(Type.Enum(['fixed', 'released'])),
+      threshold: Prob,
+      variant: Type.Enum(['fixed', 'released']),
     }, Closed),
   },
   prcl: {
     doc: 'The PRCL probabilistic contrastive loss (spec §7.3–7.7).',
     inputs: ['rep', 'var', 'label', 'mask', 'prob'],
     params: Type.Object({
-      strong_threshold: Type.Optional(Prob),
-      temp: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e4 })),
-      neg_temp: Type.Optional(Type.Union([Type.Number({ exclusiveMinimum: 0, maximum: 1e4 }), Type.Null()])),
-      num_queries: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
-      num_negatives: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
+      strong_threshold: Prob,
+      temp: Type.Number({ exclusiveMinimum: 0, maximum: 1e4 }),
+      neg_temp: Type.Union([Type.Number({ exclusiveMinimum: 0, maximum: 1e4 }), Type.Null()]),
+      num_queries: Type.Integer({ minimum: 1, maximum: 65536 }),
+      num_negatives: Type.Integer({ minimum: 1, maximum: 65536 }),
     }, Closed),
   },
   var_reg: {
     doc: 'Optional variance regulariser (off by default): mean of σ² (kind "mean") or of -log σ² (kind "neg_log") over valid pixels; the paper mentions regularising the variance without a formula.',
     inputs: ['var', 'mask'],
-    params: Type.Object({ kind: Type.Optional(Type.Enum(['mean', 'neg_log'])) }, Closed),
+    params: Type.Object({ kind: Type.Enum(['mean', 'neg_log']) }, Closed),
   },
   sum: {
     doc: 'Sum of other terms\' values (inputs are term.<name> references).',
@@ -43,3 +45,12 @@ export const LOSS_OPS = {
 } as const
 
 export type LossOpName = keyof typeof LOSS_OPS
+
+/** What a step computes and a term may read: `model.<output>` and `batch.<tensor>`. */
+export const LOSS_REFS = {
+  model: ['logits_l', 'logits_u', 'rep', 'var', 'logits_all'],
+  batch: ['y_l', 'pseudo', 'conf', 'feat_label', 'feat_mask', 'feat_prob'],
+} as const
+
+/** What a labeled-only step provides: a spec reading nothing else needs no unlabeled images. */
+export const LABELED_ONLY_REFS: readonly string[] = ['model.logits_l', 'batch.y_l']

@@ -10,7 +10,7 @@ export const Schedule = Type.Union([
   Type.Object({
     kind: Type.Literal('piecewise'),
     // Objects, not tuples: typebox emits draft-07 tuples that 2020-12 validators reject.
-    points: Type.Array(Type.Object({ at: Num, value: Num }, { additionalProperties: false }), { minItems: 1 }),
+    points: Type.Array(Type.Object({ at: Num, value: Num }, { additionalProperties: false }), { minItems: 1, maxItems: 1000 }),
   }, { additionalProperties: false }),
   // PRCL's Gaussian ramp-down (method spec §8.1): max·exp(mult·((t−begin)/(end−begin))²).
   Type.Object({
@@ -59,4 +59,24 @@ export function evaluate(s: ScheduleOrNumber, t: number): number {
     case 'poly':
       return Math.max(s.base * Math.max(0, 1 - t / s.end) ** s.power, s.floor)
   }
+}
+
+/** Where a schedule's extremes can be, over progress [0, range.end): every kind is monotone
+ *  between its breakpoints, so the ends, the breakpoints and a grid (whole epochs when schedules
+ *  advance per epoch) cover every value a run will use. */
+export function scheduleTimes(s: ScheduleOrNumber, range: { end: number; stepwise: boolean }): number[] {
+  if (typeof s === 'number') return [0]
+  const last = range.stepwise ? range.end : Math.max(0, range.end - 1)
+  const grid = 2000
+  const step = range.stepwise || last > grid ? last / grid : 1
+  const times = new Set<number>([0, last])
+  for (let t = 0; t <= last; t += step) times.add(range.stepwise ? t : Math.floor(t))
+  const marks = s.kind === 'piecewise' ? s.points.map((p) => p.at)
+    : s.kind === 'rampdown' ? [s.begin, s.end]
+    : s.kind === 'poly' ? [s.end]
+    : s.kind === 'const' ? [] : [s.start ?? 0, s.end]
+  for (const m of marks) {
+    for (const t of [m, range.stepwise ? m : Math.floor(m), range.stepwise ? m : Math.ceil(m)]) if (t >= 0 && t <= last) times.add(t)
+  }
+  return [...times].sort((a, b) => a - b)
 }

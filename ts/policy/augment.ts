@@ -2,9 +2,9 @@
 import type { Static } from 'typebox'
 import type { ExperimentConfig } from '../config/schema.ts'
 import type { ImageAug } from '../wire/ops/training.ts'
-import type { Rng } from './rng.ts'
+import type { Rng } from '../rng.ts'
 
-export type ImageAugParams = Static<typeof ImageAug>
+type ImageAugParams = Static<typeof ImageAug>
 type Photometric = ExperimentConfig['data']['labeled']['photometric']
 
 /** Scale, then pad right/bottom to the crop if smaller, then a uniform crop position (§5.1). */

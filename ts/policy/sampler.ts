@@ -1,6 +1,6 @@
 // Which samples form each step: an endless sequence of shuffled passes over a list, with a state
 // that checkpoints (pass number, position, the generator's state at the pass's start).
-import { Rng } from './rng.ts'
+import { Rng } from '../rng.ts'
 
 export interface SamplerState {
   pass: number
@@ -15,9 +15,10 @@ export class Sampler {
   pass: number
   pos: number
 
+  /** `stream`: STREAM.labeledSampler or STREAM.unlabeledSampler (ts/rng.ts). */
   constructor(readonly size: number, seed: number, stream: number, state?: SamplerState) {
     if (size < 1) throw new Error('a sampler needs at least one sample')
-    this.rng = state ? Rng.fromState(state.rng) : Rng.seeded(seed, stream)
+    this.rng = state ? Rng.fromState(state.rng) : Rng.keyed(seed, stream)
     this.passStart = this.rng.state()
     this.order = this.rng.permutation(size)
     this.pass = state?.pass ?? 0

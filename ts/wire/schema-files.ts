@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto'
 import { ENVELOPE_SCHEMAS } from './envelope.ts'
 import { OPS } from './ops/index.ts'
-import { LOSS_OPS } from '../loss/ops.ts'
+import { LABELED_ONLY_REFS, LOSS_OPS, LOSS_REFS } from '../loss/ops.ts'
 import { LossSpec } from '../loss/spec.ts'
 
 const DRAFT7 = 'http://json-schema.org/draft-07/schema#'
@@ -26,7 +26,7 @@ export function schemaFiles(): Record<string, string> {
   const losses = Object.fromEntries(Object.entries(LOSS_OPS).map(([name, spec]) => [name, {
     doc: spec.doc, inputs: spec.inputs, params: spec.params,
   }]))
-  files['losses.json'] = render({ $schema: DRAFT7, $id: 'prcl/losses', losses })
+  files['losses.json'] = render({ $schema: DRAFT7, $id: 'prcl/losses', losses, refs: LOSS_REFS, labeled_only: LABELED_ONLY_REFS })
   return files
 }
 

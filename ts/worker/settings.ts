@@ -1,55 +1,61 @@
-// Ready-made worker settings: the paper's (spec §13) and a tiny one for tests and CPU demos,
-// plus a synthetic batch, so a REPL user can configure and step a worker in two lines.
-import type { Static } from 'typebox'
+// Ready-made worker settings for the REPL, benchmarks and worker tests: the paper's (the preset
+// voc-662-prcl, ts/config/presets.ts, is where its values are declared) and a tiny one, the
+// resolved arguments of a step, and a synthetic batch, so a user can configure and step a worker
+// in two lines.
 import { deepMerge } from '../config/merge.ts'
+import { preset } from '../config/presets.ts'
+import type { ExperimentConfig } from '../config/schema.ts'
 import { prclLoss, type PrclLossOptions } from '../loss/compose.ts'
-import type { ConfigureArgs, Policy } from '../wire/ops/training.ts'
+import { workerSettings, type WorkerSettings } from '../experiment/settings.ts'
+import { progressAt } from '../policy/progress.ts'
+import { stepScalars, type StepPolicy, type StepScalars } from '../policy/scalars.ts'
 import { tensor, type Tensor } from '../wire/tensor.ts'
+import { Rng, STREAM } from '../rng.ts'
 
-export type WorkerSettings = Static<typeof ConfigureArgs>
-export type StepPolicy = Static<typeof Policy>
+export type { StepPolicy, WorkerSettings }
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] }
 
-function merge<T>(base: T, over: DeepPartial<T> | undefined): T {
-  return deepMerge(base, over ?? {})
+function paperConfig(loss?: ExperimentConfig['loss']): ExperimentConfig {
+  const cfg = preset('voc-662-prcl')!
+  if (loss) cfg.loss = loss
+  return cfg
 }
 
 /** DeepLabV3+ ResNet-101 OS16 with the released PRCL settings for VOC (21 classes). */
 export function paperSettings(over?: DeepPartial<WorkerSettings>, loss?: PrclLossOptions): WorkerSettings {
-  return merge<WorkerSettings>({
-    seed: 3407,
-    deterministic: false,
-    threads: null,
-    model: { num_classes: 21, backbone: 'resnet101', output_stride: 16, rep_dim: 256, width: 1, pretrained: null },
-    ema: { alpha: 0.99, buffers: 'own' },
-    teacher: { bn_mode: 'train' },
-    optim: { momentum: 0.9, nesterov: true, weight_decay: 5e-4, decay_norm_and_bias: true, grad_clip: null },
-    amp: 'none',
-    channels_last: false,
-    loss: prclLoss(loss),
-  }, over)
+  const base = workerSettings(paperConfig(loss ? prclLoss({ epochs: 200, ...loss }) : undefined))
+  return deepMerge(base, over ?? {})
 }
 
 /** A quarter-width ResNet-18 with small PRCL sampling: a CPU step takes a fraction of a second. */
 export function tinySettings(over?: DeepPartial<WorkerSettings>, loss?: PrclLossOptions): WorkerSettings {
-  return paperSettings(merge<DeepPartial<WorkerSettings>>({
+  const tiny = paperSettings({
     seed: 0,
     deterministic: true,
     model: { num_classes: 4, backbone: 'resnet18', output_stride: 16, rep_dim: 32, width: 0.25, pretrained: null },
-  }, over), { numQueries: 32, numNegatives: 64, temp: 0.5, epochs: 10, ...loss })
+  }, { numQueries: 32, numNegatives: 64, temp: 0.5, epochs: 10, ...loss })
+  return deepMerge(tiny, over ?? {})
 }
 
-/** The released pseudo-label policy (spec §13): weak threshold 0.7, ClassMix. */
+/** The resolved scalars of step `step` (0-based) for these settings' loss, with the paper's
+ *  learning rates, EMA and pseudo-label policy: what train_step needs besides tensors and
+ *  augmentation parameters. */
+export function stepArgs(settings: WorkerSettings, step: number, over: Partial<StepScalars> = {}): StepScalars & { step: number } {
+  const cfg = paperConfig(settings.loss)
+  return { step, ...stepScalars(cfg, progressAt(cfg, 1000, step)), ...over }
+}
+
+/** The released pseudo-label policy (spec §13): weak threshold 0.7, ClassMix, teacher BN in train mode. */
 export function paperPolicy(over?: Partial<StepPolicy>): StepPolicy {
-  return { weak_threshold: 0.7, mix: 'classmix', classmix_ignore_is_class: true, conf_quantization: 'none', ...over }
+  return { ...stepScalars(paperConfig(), progressAt(paperConfig(), 1000, 0)).policy, ...over }
 }
 
 /** Random normalised images and blocky labels: x_l, y_l, x_u for train_step. */
 export function syntheticBatch(o: { batch?: number; size?: number; classes?: number; seed?: number } = {}): Record<string, Tensor> {
   const { batch = 2, size = 65, classes = 4, seed = 1 } = o
-  let s = seed >>> 0
-  const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296)
+  const rng = Rng.keyed(seed, STREAM.syntheticBatch)
+  const rnd = () => rng.float()
   const n = batch * 3 * size * size
   const labels = new BigInt64Array(batch * size * size)
   for (let b = 0; b < batch; b++) {

@@ -1,6 +1,6 @@
 // Ops of the training worker: configure, train_step, eval_step, predict, save, load, reset.
 import Type from 'typebox'
-import { LossSpec } from '../../loss/spec.ts'
+import { LossSpec, ResolvedParams } from '../../loss/spec.ts'
 import { op } from './spec.ts'
 
 const Closed = { additionalProperties: false } as const
@@ -13,7 +13,7 @@ export const ModelConfig = Type.Object({
   output_stride: Type.Union([Type.Literal(8), Type.Literal(16)]),
   rep_dim: Type.Integer({ minimum: 2, maximum: 4096 }),
   // Channel-width factor of a reduced backbone (resnet18 only; 1 = torchvision's widths).
-  width: Type.Number({ exclusiveMinimum: 0, maximum: 1 }),
+  width: Type.Number({ minimum: 0.0625, maximum: 1 }),
   // A torchvision ImageNet checkpoint on local disk, or null for random initialisation.
   pretrained: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
 }, Closed)
@@ -23,8 +23,6 @@ export const ConfigureArgs = Type.Object({
   deterministic: Type.Boolean(),
   threads: Type.Union([Type.Integer({ minimum: 1, maximum: 1024 }), Type.Null()]),
   model: ModelConfig,
-  ema: Type.Object({ alpha: Prob, buffers: Type.Enum(['own', 'copy', 'ema']) }, Closed),
-  teacher: Type.Object({ bn_mode: Type.Enum(['train', 'eval']) }, Closed),
   optim: Type.Object({
     momentum: Prob,
     nesterov: Type.Boolean(),
@@ -56,9 +54,14 @@ export const ImageAug = Type.Object({
   blur: Type.Optional(Type.Union([Type.Object({ sigma: PosNum }, Closed), Type.Null()])),
 }, Closed)
 
+export const EmaBuffers = Type.Enum(['own', 'copy', 'ema'])
+export const TeacherBn = Type.Enum(['train', 'eval'])
+
 export const Policy = Type.Object({
   // Unlabeled pixel enters the PRCL pool when the teacher's confidence is at least this.
   weak_threshold: Prob,
+  // The teacher's BatchNorm while it pseudo-labels: batch statistics (as released) or running ones.
+  teacher_bn: TeacherBn,
   mix: Type.Enum(['classmix', 'cutmix', 'cutout', 'none']),
   classmix_ignore_is_class: Type.Boolean(),
   conf_quantization: Type.Enum(['none', 'uint8_trunc']),
@@ -81,10 +84,21 @@ export const trainingOps = {
     doc: 'One semi-supervised step. Tensors: encoded bytes img_l.<i>, lbl_l.<i>, img_u.<i> (uint8 1-d JPEG/PNG), or raw x_l [B,3,H,W] float32 normalised, y_l [B,H,W] int64 (-1 ignore), x_u [B,3,H,W].',
     args: Type.Object({
       step: Type.Integer({ minimum: 0 }),
+      // What the driver planned around the tensors (ts/policy/plan.ts); the worker reads none of it.
+      epoch: Type.Optional(Type.Integer({ minimum: 0 })),
+      samples: Type.Optional(Type.Object({
+        labeled: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 1024 }),
+        unlabeled: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 1024 }),
+      }, Closed)),
+      evaluate: Type.Optional(Type.Boolean()),
+      checkpoint: Type.Optional(Type.Boolean()),
       lr: PosNum,
       head_lr: PosNum,
-      weights: Type.Record(Type.String(), Type.Number()),
-      params: Type.Optional(Type.Record(Type.String(), Type.Record(Type.String(), Type.Union([Type.Number(), Type.String(), Type.Boolean(), Type.Null()])))),
+      // The teacher's update after this step: θ_T ← decay·θ_T + (1 − decay)·θ_S; buffers as named.
+      ema: Type.Object({ decay: Prob, buffers: EmaBuffers }, Closed),
+      // Every enabled term's weight and its complete params, resolved for this step.
+      weights: Type.Record(Type.String(), Type.Number({ minimum: 0 })),
+      params: Type.Record(Type.String(), ResolvedParams),
       policy: Policy,
       labeled_aug: Type.Optional(Type.Array(ImageAug, { maxItems: 1024 })),
       // The raw unlabeled crop the teacher sees (the loader's crop, before pseudo-labelling).
@@ -105,7 +119,6 @@ export const trainingOps = {
         // Anchor candidates (valid pixels the student is unsure of) per class.
         hard_pixels_per_class: Type.Array(Type.Integer({ minimum: 0 })),
         grad_norm: Type.Union([Type.Number(), Type.Null()]),
-        ema_decay: Type.Number(),
       }, Closed),
       time_ms: Timing,
     }, Closed),

@@ -1,0 +1,83 @@
+// The one configuration check every route goes through (preset, file, `extends`, `--set`, the
+// API), before any run directory or worker exists: bounded input, the schema, the rules that
+// tie settings together, the loss spec against the op registry and every schedule over the run.
+import { Compile } from 'typebox/compile'
+import { lossSpecIssues, type ScheduleRange } from '../loss/check.ts'
+import { evaluate, scheduleTimes } from '../loss/schedule.ts'
+import { readsOnlyLabeled } from '../loss/spec.ts'
+import { ConfigError, type ConfigIssue } from './errors.ts'
+import { inputIssues } from './input.ts'
+import { ExperimentConfig } from './schema.ts'
+import { schemaIssues, type JsonSchema } from './schema-issues.ts'
+
+const compiled = Compile(ExperimentConfig)
+export const CONFIG_SCHEMA = ExperimentConfig as unknown as JsonSchema
+
+/** The configuration, checked; or a ConfigError listing every problem found. */
+export function checkConfig(config: unknown, source = 'configuration'): ExperimentConfig {
+  const issues = configIssues(config)
+  if (issues.length) throw new ConfigError(source, issues)
+  return config as ExperimentConfig
+}
+
+export function configIssues(config: unknown): ConfigIssue[] {
+  const input = inputIssues(config)
+  if (input.length) return input
+  const shape = schemaIssues(CONFIG_SCHEMA, config)
+  if (shape.length) return shape
+  const cfg = config as ExperimentConfig
+  const rules = [...ruleIssues(cfg), ...lossSpecIssues(cfg.loss, scheduleRange(cfg))]
+  if (rules.length) return rules
+  // The walk above and typebox's compiled check must agree; if they do not, say so plainly.
+  if (!compiled.Check(cfg)) {
+    return [...compiled.Errors(cfg)].slice(0, 4).map((e) => ({ path: e.instancePath.split('/').slice(1).join('.'), expected: e.message }))
+  }
+  return []
+}
+
+export function scheduleRange(cfg: ExperimentConfig): ScheduleRange {
+  return { end: cfg.sampling.epochs, stepwise: cfg.schedule_granularity === 'step' }
+}
+
+function ruleIssues(cfg: ExperimentConfig): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  const add = (path: string, value: unknown, expected: string) => issues.push({ path, value, expected })
+  const ordered = (path: string, pair: number[]) => {
+    if (pair[0]! > pair[1]!) add(path, pair, 'must be [low, high] with low ≤ high')
+  }
+  for (const which of ['labeled', 'unlabeled'] as const) {
+    const d = cfg.data[which]
+    ordered(`data.${which}.${which === 'labeled' ? 'scale' : 'rescale'}`, which === 'labeled' ? cfg.data.labeled.scale : cfg.data.unlabeled.rescale)
+    ordered(`data.${which}.photometric.blur.sigma`, d.photometric.blur.sigma)
+  }
+  if (cfg.model.width !== 1 && cfg.model.backbone !== 'resnet18') {
+    add('model.width', cfg.model.width, `must be 1 for ${cfg.model.backbone} (reduced widths exist for resnet18 only)`)
+  }
+  if (cfg.eval.protocol === 'sliding') {
+    if (!cfg.eval.window) add('eval.window', cfg.eval.window, "must be [height, width] when eval.protocol is 'sliding'")
+    if (!cfg.eval.stride) add('eval.stride', cfg.eval.stride, "must be [height, width] when eval.protocol is 'sliding'")
+    if (cfg.eval.window && cfg.eval.stride && cfg.eval.stride.some((s, i) => s > cfg.eval.window![i]!)) {
+      add('eval.stride', cfg.eval.stride, `must not exceed eval.window ${JSON.stringify(cfg.eval.window)} (pixels between windows would never be scored)`)
+    }
+  }
+  if (cfg.teacher.bn_mode === 'eval' && cfg.ema.buffers === 'own') {
+    add('teacher.bn_mode', 'eval', "needs ema.buffers 'copy' or 'ema': with 'own' the teacher's BatchNorm statistics never leave their initial values")
+  }
+  if (readsOnlyLabeled(cfg.loss) && cfg.ema.buffers === 'own') {
+    add('ema.buffers', 'own', "must be 'ema' or 'copy' for a loss that reads only labeled images: such a step runs no teacher forward, so the teacher's own BatchNorm statistics would never move")
+  }
+  if (cfg.amp === 'fp16' && cfg.worker.device === 'cpu') add('amp', 'fp16', "needs a CUDA device; use 'bf16' or 'none' with worker.device 'cpu'")
+  const e = cfg.sampling.epoch
+  if (e.kind === 'fixed' && e.steps * cfg.sampling.epochs > 1e9) {
+    add('sampling.epochs', cfg.sampling.epochs, `× ${e.steps} steps per epoch must stay within 1e9 steps`)
+  }
+  const range = scheduleRange(cfg)
+  for (const t of scheduleTimes(cfg.policy.weak_threshold, range)) {
+    const v = evaluate(cfg.policy.weak_threshold, t)
+    if (!(v >= 0 && v <= 1)) {
+      add('policy.weak_threshold', cfg.policy.weak_threshold, `must stay within [0, 1] over the run; gives ${v} at epoch ${t}`)
+      break
+    }
+  }
+  return issues
+}
