@@ -34,9 +34,10 @@ def main(argv=None):
         _die_with_parent()
         if os.getppid() != args.parent_pid:
             sys.exit(0)  # the driver died before we got here
-    from .server import Server
-    from .trainer import pick_threads
     import torch
+
+    from .server import Server
+    from .train.runtime import pick_threads
     torch.set_num_threads(pick_threads(args.threads or None))
     Server(args.connect, instance=args.instance, schemas_dir=args.schemas, device=args.device,
            heartbeat_ms=args.heartbeat_ms, parent_pid=args.parent_pid, quiet=args.quiet,

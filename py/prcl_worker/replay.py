@@ -58,8 +58,9 @@ def read_requests(path):
 
 def replay(path, device="cpu", on_step=None):
     """Run every recorded request; returns [(step, total, losses, seconds)] of the train_steps."""
-    from .trainer import pick_threads
     import torch
+
+    from .train.runtime import pick_threads
     torch.set_num_threads(pick_threads(None))
     schemas = Schemas()
     ctx = ReplayContext(device, schemas)

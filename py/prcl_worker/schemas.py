@@ -10,7 +10,7 @@ import os
 
 import fastjsonschema
 
-from .errors import InvalidArgument, BadMessage
+from .errors import BadMessage, InvalidArgument
 
 DEFAULT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas")
 
@@ -64,6 +64,21 @@ class Schemas:
         self.ops = docs["ops.json"]["ops"]
         self.args = {op: Validator(spec["args"], InvalidArgument, "body") for op, spec in self.ops.items()}
         self.results = {op: Validator(spec["result"], InvalidArgument, "result") for op, spec in self.ops.items()}
-        self.losses = docs["losses.json"]["losses"]
+        losses = docs["losses.json"]
+        self.losses = losses["losses"]
         self.loss_spec = Validator(docs["loss-spec.json"], InvalidArgument, "loss")
         self.loss_params = {name: fastjsonschema.compile(spec["params"]) for name, spec in self.losses.items()}
+        # The names a loss term may read (declared by the driver): `model.<output>`, `batch.<tensor>`,
+        # and those a labeled-only step provides.
+        self.model_outputs = tuple(losses["refs"]["model"])
+        self.batch_tensors = tuple(losses["refs"]["batch"])
+        self.labeled_only = tuple(losses["labeled_only"])
+
+    def check_loss_params(self, op, params, where, path, error=InvalidArgument):
+        """Refuse `params` that do not fit loss op `op`'s schema: an `error` whose message starts
+        with `where` and whose path starts with `path`."""
+        try:
+            self.loss_params[op](params)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            full = path + (exc.name or "data")[len("data"):]
+            raise error(f"{where}: {exc.message.replace(exc.name or 'data', full, 1)}", full) from None

@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import msgpack
 import numpy as np
@@ -21,12 +22,17 @@ import zmq
 from . import PROTOCOL_VERSION, __version__
 from .codec import decode_tensors, encode_tensors, frame_buffer
 from .control import Control
-from concurrent.futures import ThreadPoolExecutor
-
-from .errors import (BadMessage, Cancelled, DeadlineExceeded, InvalidArgument, StaleInstance, UnknownOp,
-                     WireError, error_body)
+from .errors import (
+    BadMessage,
+    Cancelled,
+    DeadlineExceeded,
+    InvalidArgument,
+    StaleInstance,
+    UnknownOp,
+    WireError,
+    error_body,
+)
 from .ops import REGISTRY
-from .names import BATCH_TENSORS, MODEL_OUTPUTS
 from .schemas import Schemas
 
 MAX_HEADER_BYTES = 1 << 20
@@ -162,7 +168,8 @@ class Server:
         if self.device.startswith("cuda"):
             device_name = torch.cuda.get_device_name(torch.device(self.device))
         else:
-            device_name = f"{platform.processor() or platform.machine()} ({os.cpu_count()} cpus, {torch.get_num_threads()} torch threads)"
+            cpu = platform.processor() or platform.machine()
+            device_name = f"{cpu} ({os.cpu_count()} cpus, {torch.get_num_threads()} torch threads)"
         return {
             "v": PROTOCOL_VERSION, "kind": "hello", "protocol": PROTOCOL_VERSION, "instance": self.instance,
             "worker_version": __version__, "pid": os.getpid(), "host": socket.gethostname(),
@@ -170,7 +177,7 @@ class Server:
             "torch": torch.__version__, "cuda": cuda, "device": self.device, "device_name": device_name,
             "numpy": np.__version__, "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
             "heartbeat_ms": self.heartbeat_ms, "schema_hash": self.schemas.hash, "ops": self.schemas.ops,
-            "model_outputs": list(MODEL_OUTPUTS), "batch_tensors": list(BATCH_TENSORS),
+            "model_outputs": list(self.schemas.model_outputs), "batch_tensors": list(self.schemas.batch_tensors),
             "loss_ops": sorted(self.schemas.losses),
         }
 
@@ -312,7 +319,8 @@ class Server:
             entry = [frames, time.monotonic(), None]
             try:
                 header = self._read_header(frames[0])
-                op = REGISTRY.get(header.get("op")) if isinstance(header, dict) and header.get("kind") == "req" else None
+                is_request = isinstance(header, dict) and header.get("kind") == "req"
+                op = REGISTRY.get(header.get("op")) if is_request else None
                 if op is not None and op.prepare is not None and header.get("instance") == self.instance:
                     self.schemas.request(header)
                     self.schemas.args[op.name](header["body"])

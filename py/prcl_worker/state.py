@@ -53,9 +53,9 @@ def save_state(trainer, path):
         "format": FORMAT,
         "step": trainer.step,
         "net": trainer.net.state_dict(),
-        "opt": trainer.opt.state_dict(),
-        "opt_head": trainer.opt_head.state_dict(),
-        "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
+        "opt": trainer.optim.opt.state_dict(),
+        "opt_head": trainer.optim.opt_head.state_dict(),
+        "scaler": trainer.optim.scaler.state_dict() if trainer.optim.scaler is not None else None,
         "rng": {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -85,14 +85,16 @@ def load_state(trainer, path):
         state = _join(json.loads(raw["meta"]), raw["tensors"])
     except Exception as exc:  # noqa: BLE001 - any unreadable file is reported with its name
         raise ValueError(f"{path} is not a readable worker state ({type(exc).__name__}: {exc})") from None
+    # Files written before the driver took over the EMA schedule hold the model's step counter.
+    state["net"].pop("ema_steps", None)
     try:
         trainer.net.load_state_dict(state["net"])
     except RuntimeError as exc:
         raise ValueError(f"{path} does not fit the configured model: {exc}") from None
-    trainer.opt.load_state_dict(state["opt"])
-    trainer.opt_head.load_state_dict(state["opt_head"])
-    if trainer.scaler is not None and state["scaler"] is not None:
-        trainer.scaler.load_state_dict(state["scaler"])
+    trainer.optim.opt.load_state_dict(state["opt"])
+    trainer.optim.opt_head.load_state_dict(state["opt_head"])
+    if trainer.optim.scaler is not None and state["scaler"] is not None:
+        trainer.optim.scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["rng"]["torch"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])

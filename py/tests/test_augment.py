@@ -19,9 +19,26 @@ from PIL import Image
 
 import prcl_worker.augment as A
 from prcl_worker.augment import (
-    apply_mix, augment_batch, augment_one, classmix, color_jitter, cutmix, cutout,
-    decode_batch, decode_image, decode_label, denormalize, gaussian_blur, gaussian_kernel1d,
-    hflip, isin, normalize, quantize_conf, reflect_pad, rescale_pad_crop, valid_box,
+    apply_mix,
+    augment_batch,
+    augment_one,
+    classmix,
+    color_jitter,
+    cutmix,
+    cutout,
+    decode_batch,
+    decode_image,
+    decode_label,
+    denormalize,
+    gaussian_blur,
+    gaussian_kernel1d,
+    hflip,
+    isin,
+    normalize,
+    quantize_conf,
+    reflect_pad,
+    rescale_pad_crop,
+    valid_box,
 )
 from prcl_worker.augment import mix as mix_mod
 
@@ -365,18 +382,18 @@ def _batch(B=4, h=10, w=12, seed=0, dtype=torch.float32):
 
 def test_classmix_deterministic_and_seed_dependent():
     imgs, labels, confs = _batch()
-    a = classmix(imgs, labels, confs, [1, 2, 3, 4])
-    b = classmix(imgs, labels, confs, [1, 2, 3, 4])
+    a = classmix(imgs, labels, confs, [1, 2, 3, 4], ignore_is_class=True)
+    b = classmix(imgs, labels, confs, [1, 2, 3, 4], ignore_is_class=True)
     for x, y in zip(a, b):
         assert torch.equal(x, y)
-    masks = [classmix(imgs, labels, confs, [s] * 4)[3] for s in range(8)]
+    masks = [classmix(imgs, labels, confs, [s] * 4, ignore_is_class=True)[3] for s in range(8)]
     assert any(not torch.equal(masks[0], m) for m in masks[1:])
 
 
 def test_classmix_mask_construction():
     imgs, labels, confs = _batch(B=3)
     seeds = [11, 22, 33]
-    o_img, o_lab, o_conf, m = classmix(imgs, labels, confs, seeds)
+    o_img, o_lab, o_conf, m = classmix(imgs, labels, confs, seeds, ignore_is_class=True)
     assert m.shape == labels.shape and m.dtype == imgs.dtype
     assert set(m.unique().tolist()) <= {0.0, 1.0}
     for i in range(3):
@@ -402,7 +419,7 @@ def test_classmix_mask_construction():
 def test_classmix_single_class_takes_partner():
     imgs, labels, confs = _batch(B=3)
     labels[1] = 4
-    o_img, o_lab, o_conf, m = classmix(imgs, labels, confs, [5, 6, 7])
+    o_img, o_lab, o_conf, m = classmix(imgs, labels, confs, [5, 6, 7], ignore_is_class=True)
     assert bool((m[1] == 0).all())
     assert torch.equal(o_img[1], imgs[2]) and torch.equal(o_lab[1], labels[2])
     assert torch.equal(o_conf[1], confs[2])
@@ -421,12 +438,12 @@ def test_classmix_ignore_not_a_class():
 
 def test_classmix_batch_of_one_is_identity_and_errors():
     imgs, labels, confs = _batch(B=1)
-    o = classmix(imgs, labels, confs, [3])
+    o = classmix(imgs, labels, confs, [3], ignore_is_class=True)
     assert torch.equal(o[0], imgs) and torch.equal(o[1], labels) and torch.equal(o[2], confs)
     with pytest.raises(ValueError, match="seeds"):
-        classmix(imgs, labels, confs, [1, 2])
+        classmix(imgs, labels, confs, [1, 2], ignore_is_class=True)
     with pytest.raises(ValueError, match="integer"):
-        classmix(imgs, labels, confs, ["x"])
+        classmix(imgs, labels, confs, ["x"], ignore_is_class=True)
 
 
 def test_isin_fallback(monkeypatch):
@@ -477,22 +494,22 @@ def test_valid_box_and_apply_mix():
     imgs, labels, confs = _batch(B=2)
     with pytest.raises(ValueError, match="does not fit"):
         cutmix(imgs, labels, confs, [(0, 0, 11, 1), (0, 0, 1, 1)])
-    a = apply_mix("classmix", imgs, labels, confs, [{"seed": 1}, {"seed": 2}])
-    b = classmix(imgs, labels, confs, [1, 2])
+    a = apply_mix("classmix", imgs, labels, confs, [{"seed": 1}, {"seed": 2}], ignore_is_class=True)
+    b = classmix(imgs, labels, confs, [1, 2], ignore_is_class=True)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
-    a = apply_mix("cutmix", imgs, labels, confs, [{"box": [0, 0, 2, 2]}, {"box": [1, 1, 3, 3]}])
+    a = apply_mix("cutmix", imgs, labels, confs, [{"box": [0, 0, 2, 2]}, {"box": [1, 1, 3, 3]}], ignore_is_class=True)
     b = cutmix(imgs, labels, confs, [(0, 0, 2, 2), (1, 1, 3, 3)])
     assert all(torch.equal(x, y) for x, y in zip(a, b))
-    a = apply_mix("cutout", imgs, labels, confs, [{"box": [0, 0, 2, 2]}, {"box": [1, 1, 3, 3]}])
+    a = apply_mix("cutout", imgs, labels, confs, [{"box": [0, 0, 2, 2]}, {"box": [1, 1, 3, 3]}], ignore_is_class=True)
     assert bool((a[1][0, :2, :2] == -1).all())
-    n = apply_mix("none", imgs, labels, confs, None)
+    n = apply_mix("none", imgs, labels, confs, None, ignore_is_class=True)
     assert n[0] is imgs and n[1] is labels and bool((n[3] == 1).all())
     with pytest.raises(ValueError, match="classmix.*cutmix.*cutout.*none"):
-        apply_mix("mixup", imgs, labels, confs, [{}, {}])
+        apply_mix("mixup", imgs, labels, confs, [{}, {}], ignore_is_class=True)
     with pytest.raises(ValueError, match="'seed'"):
-        apply_mix("classmix", imgs, labels, confs, [{"seed": 1}, {"box": [0, 0, 1, 1]}])
+        apply_mix("classmix", imgs, labels, confs, [{"seed": 1}, {"box": [0, 0, 1, 1]}], ignore_is_class=True)
     with pytest.raises(ValueError, match="params"):
-        apply_mix("cutmix", imgs, labels, confs, [{"box": [0, 0, 1, 1]}])
+        apply_mix("cutmix", imgs, labels, confs, [{"box": [0, 0, 1, 1]}], ignore_is_class=True)
 
 
 # ----------------------------------------------------------------------------- augment_one
@@ -560,7 +577,7 @@ def test_float64_inputs():
                                                       PARAMS)[0], atol=1e-4)
     assert quantize_conf(conf).dtype == d and denormalize(img).dtype == d
     imgs, labels, confs = _batch(B=2, dtype=d)
-    for o in (classmix(imgs, labels, confs, [0, 1]),
+    for o in (classmix(imgs, labels, confs, [0, 1], ignore_is_class=True),
               cutmix(imgs, labels, confs, [(0, 0, 2, 2)] * 2),
               cutout(imgs, labels, confs, [(0, 0, 2, 2)] * 2)):
         assert o[0].dtype == d and o[2].dtype == d and o[3].dtype == d
@@ -576,8 +593,8 @@ def test_cuda_matches_cpu():
     assert torch.allclose(gpu[0].cpu(), cpu[0], atol=1e-4)
     assert torch.equal(gpu[1].cpu(), cpu[1]) and torch.equal(gpu[2].cpu(), cpu[2])
     imgs, labels, confs = _batch(B=3)
-    c = classmix(imgs, labels, confs, [1, 2, 3])
-    g = classmix(imgs.to(dev), labels.to(dev), confs.to(dev), [1, 2, 3])
+    c = classmix(imgs, labels, confs, [1, 2, 3], ignore_is_class=True)
+    g = classmix(imgs.to(dev), labels.to(dev), confs.to(dev), [1, 2, 3], ignore_is_class=True)
     for x, y in zip(c, g):
         assert y.device.type == "cuda" and torch.equal(x, y.cpu())
     o = cutout(imgs.to(dev), labels.to(dev), confs.to(dev), [(0, 0, 2, 2)] * 3)

@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from prcl_worker.codec import (DTYPES, SMALL_FRAME, check_tensor_meta, decode_tensors, encode_tensors,
-                               frame_to_tensor, tensor_to_frame)
+from prcl_worker.codec import (
+    DTYPES,
+    SMALL_FRAME,
+    check_tensor_meta,
+    decode_tensors,
+    encode_tensors,
+    frame_to_tensor,
+    tensor_to_frame,
+)
 from prcl_worker.errors import BadMessage
 
 # An integer dtype of the same width, to compare floats bit for bit (NaN != NaN otherwise).

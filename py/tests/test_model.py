@@ -4,14 +4,13 @@ Covers: the §2.5 parameter counts of the ResNet-101 DeepLabV3+ and the uncertai
 §2.1 stride/dilation rewrite for OS16 and OS8 (Bottleneck and BasicBlock trunks); output names
 and shapes (small trunk, and ResNet-101 on a tiny input against the §2.5 size arithmetic); the
 uncertainty head (range, equality with the released literal form, no overflow where the
-literal one gives NaN gradients); the EMA teacher (warm-up, cap, buffer modes, checkpointed
-counter); teacher modes; optimizer groups; loading a local torchvision checkpoint and its
+literal one gives NaN gradients); the EMA teacher (the given decay, buffer modes, no state of its
+own); teacher modes; optimizer groups; loading a local torchvision checkpoint and its
 errors; build_model validation; and a few real SGD steps that lower the loss.
 
 ResNet-101 is built once (module fixture); every other forward uses a width-0.25 ResNet-18.
 """
 
-import io
 import math
 
 import pytest
@@ -21,7 +20,12 @@ import torch.nn.functional as F
 import torchvision
 
 from prcl_worker.model import (
-    DeepLabV3Plus, PrclNet, ResNetTrunk, UncertaintyHead, build_model, load_backbone_weights,
+    DeepLabV3Plus,
+    PrclNet,
+    ResNetTrunk,
+    UncertaintyHead,
+    build_model,
+    load_backbone_weights,
     uncertainty_literal,
 )
 from prcl_worker.model import backbone as backbone_mod
@@ -32,8 +36,8 @@ def nparams(m):
     return sum(p.numel() for p in m.parameters())
 
 
-def small_net(num_classes=3, rep_dim=16, output_stride=16, **kw):
-    return PrclNet(num_classes, "resnet18", output_stride, rep_dim, 0.25, **kw)
+def small_net(num_classes=3, rep_dim=16, output_stride=16):
+    return PrclNet(num_classes, "resnet18", output_stride, rep_dim, 0.25)
 
 
 @pytest.fixture(scope="module")
@@ -305,30 +309,29 @@ def test_teacher_is_a_frozen_copy():
 
 
 @pytest.mark.parametrize("foreach", [True, False])
-def test_ema_warmup_and_cap(monkeypatch, foreach):
+def test_ema_update_applies_the_given_decay(monkeypatch, foreach):
     monkeypatch.setattr(prcl_net_mod, "_HAS_FOREACH", foreach)
     torch.manual_seed(0)
     net = small_net()
     perturb(net.student)
-    assert net.ema_update() == 0.0  # t = 0: teacher := student
+    net.ema_update(0.0, "own")  # decay 0: teacher := student
     for t, s in zip(net.teacher.parameters(), net.student.parameters()):
         assert torch.equal(t, s)
-    old_t = params(net.teacher)
-    perturb(net.student)
-    assert net.ema_update() == 0.5  # t = 1: the average
-    for t, s, o in zip(net.teacher.parameters(), net.student.parameters(), old_t):
-        assert torch.allclose(t, 0.5 * o + 0.5 * s, atol=1e-6)
-    assert [net.ema_decay(t) for t in (0, 1, 2, 98, 99, 100, 10_000)] == \
-        [0.0, 0.5, 1 - 1 / 3, 1 - 1 / 99, 0.99, 0.99, 0.99]
-    assert net.ema_decay(20, alpha=0.9) == 0.9
-    # far into training the cap is what is applied
-    net._ema_t = 500
-    old_t = params(net.teacher)
-    perturb(net.student)
-    assert net.ema_update() == 0.99
-    for t, s, o in zip(net.teacher.parameters(), net.student.parameters(), old_t):
-        assert torch.allclose(t, 0.99 * o + 0.01 * s, atol=1e-6)
-    assert int(net.ema_steps) == 501
+    for decay in (0.5, 0.99, 1.0):
+        old_t = params(net.teacher)
+        perturb(net.student)
+        net.ema_update(decay, "own")
+        for t, s, o in zip(net.teacher.parameters(), net.student.parameters(), old_t):
+            assert torch.allclose(t, decay * o + (1 - decay) * s, atol=1e-6)
+    for bad in (-0.1, 1.5, True, "0.9"):
+        with pytest.raises(ValueError, match="decay"):
+            net.ema_update(bad, "own")
+
+
+def test_the_net_holds_no_ema_state():
+    net = small_net()
+    assert not any("ema" in k for k in net.state_dict())
+    assert not hasattr(net, "alpha")
 
 
 def run_bn(module):
@@ -348,25 +351,25 @@ def test_ema_buffer_modes():
     net = small_net()
     run_bn(net.student)
     before = bufs(net.teacher)
-    net.ema_update()
+    net.ema_update(0.5, "own")
     assert all(torch.equal(before[n], b) for n, b in net.teacher.named_buffers())
     assert any(not torch.equal(before[n], b) for n, b in net.student.named_buffers())
 
     # copy
-    net = small_net(ema_buffers="copy")
+    net = small_net()
     run_bn(net.student)
-    net.ema_update()
+    net.ema_update(0.5, "copy")
     for (n, t), s in zip(net.teacher.named_buffers(), net.student.buffers()):
         assert torch.equal(t, s), n
 
-    # ema: floats averaged with decay_t (0.5 at t = 1), integer counters copied
-    net = small_net(ema_buffers="ema")
-    net.ema_update()  # t = 0 (decay 0): teacher buffers := student buffers
+    # ema: floats averaged with the decay, integer counters copied
+    net = small_net()
+    net.ema_update(0.0, "ema")  # decay 0: teacher buffers := student buffers
     run_bn(net.student)
     run_bn(net.student)
     run_bn(net.teacher)
     old = bufs(net.teacher)
-    assert net.ema_update() == 0.5
+    net.ema_update(0.5, "ema")
     n_float = n_int = 0
     for (n, t), s in zip(net.teacher.named_buffers(), net.student.buffers()):
         if t.is_floating_point():
@@ -377,34 +380,8 @@ def test_ema_buffer_modes():
             assert n.endswith("num_batches_tracked")
             n_int += 1
     assert n_float > 0 and n_int > 0
-    # per-call override of the configured mode
-    net = small_net()
-    run_bn(net.student)
-    net.ema_update(buffers="copy")
-    assert all(torch.equal(t, s) for t, s in zip(net.teacher.buffers(), net.student.buffers()))
     with pytest.raises(ValueError, match="ema_buffers"):
-        net.ema_update(buffers="avg")
-
-
-def test_ema_counter_survives_state_dict_round_trip():
-    torch.manual_seed(0)
-    net = small_net()
-    for _ in range(3):
-        net.ema_update()
-    sd = net.state_dict()
-    assert "ema_steps" in sd and int(sd["ema_steps"]) == 3
-    buf = io.BytesIO()
-    torch.save(sd, buf)
-    buf.seek(0)
-    fresh = small_net()
-    assert fresh.ema_decay() == 0.0
-    fresh.load_state_dict(torch.load(buf))
-    assert int(fresh.ema_steps) == 3 and fresh.ema_decay() == 0.75
-    assert fresh.ema_update() == 0.75
-    # also when the net is loaded as part of a larger module
-    outer = nn.ModuleDict({"net": small_net()})
-    outer.load_state_dict({"net." + k: v for k, v in net.state_dict().items()})
-    assert outer["net"].ema_decay() == 0.75
+        net.ema_update(0.5, "avg")
 
 
 # --------------------------------------------------------------------------- forwards
@@ -444,7 +421,7 @@ def test_teacher_forward_modes_restore_flags():
     flags = [m.training for m in net.teacher.modules()]
 
     before = bufs(net.teacher)
-    y = net.teacher_forward(x)  # default: train mode, as released
+    y = net.teacher_forward(x, mode="train")  # as released
     assert y.shape == (2, 3, 9, 9) and not y.requires_grad
     assert [m.training for m in net.teacher.modules()] == flags
     changed = bufs(net.teacher)
@@ -472,7 +449,7 @@ def ids(ps):
 
 def test_param_groups_default_and_split():
     net = small_net()
-    main, head = net.param_groups(3.2e-3, 5e-5, 5e-4)
+    main, head = net.param_groups(3.2e-3, 5e-5, 5e-4, True)
     assert len(main) == 1 and len(head) == 1
     assert ids(main[0]["params"]) == ids(net.student.parameters())
     assert ids(head[0]["params"]) == ids(net.head.parameters())
@@ -531,8 +508,8 @@ def test_load_backbone_weights_into_student_and_teacher(r18_ckpt):
     old = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
     old_path = path.parent / "old.pth"
     torch.save(old, old_path)
-    net2 = build_model({"num_classes": 3, "backbone": "resnet18", "rep_dim": 16,
-                        "pretrained": str(old_path)})
+    net2 = build_model({"num_classes": 3, "backbone": "resnet18", "output_stride": 16, "rep_dim": 16,
+                        "width": 1.0, "pretrained": str(old_path)})
     assert torch.equal(net2.student.backbone.layer3[1].conv2.weight, sd["layer3.1.conv2.weight"])
     assert torch.equal(net2.teacher.backbone.bn1.running_var, sd["bn1.running_var"])
 
@@ -584,32 +561,42 @@ def test_load_backbone_weights_errors(r18_ckpt, tmp_path):
 
 
 # --------------------------------------------------------------------------- build_model
-def test_build_model_defaults_and_values():
+MODEL = {"num_classes": 3, "backbone": "resnet18", "output_stride": 16, "rep_dim": 16, "width": 0.25,
+         "pretrained": None}
+
+
+def test_build_model_values():
     net = build_model({"num_classes": 4, "backbone": "resnet18", "width": 0.25, "rep_dim": 8,
-                       "output_stride": 8, "ema_alpha": 0.9, "ema_buffers": "copy"})
+                       "output_stride": 8, "pretrained": None})
     assert isinstance(net, PrclNet)
     assert net.student.classifier[3].out_channels == 4 and net.student.rep_dim == 8
     assert net.student.backbone.output_stride == 8 and net.student.backbone.high_channels == 128
-    assert net.alpha == 0.9 and net.ema_buffers == "copy"
 
 
 @pytest.mark.parametrize("key,value", [
     ("num_classes", 0), ("num_classes", 2.5), ("num_classes", True), ("backbone", "resnet34"),
     ("output_stride", 32), ("rep_dim", -1), ("width", 0), ("width", "half"),
-    ("pretrained", 3), ("ema_alpha", 1.5), ("ema_buffers", "all"),
+    ("pretrained", 3),
 ])
 def test_build_model_rejects_bad_values(key, value):
-    cfg = {"num_classes": 3, "backbone": "resnet18", "width": 0.25}
+    cfg = dict(MODEL)
     cfg[key] = value
     with pytest.raises(ValueError, match=key):
         build_model(cfg)
 
 
-def test_build_model_rejects_missing_and_unknown_keys():
-    with pytest.raises(ValueError, match="num_classes"):
-        build_model({"backbone": "resnet18"})
+@pytest.mark.parametrize("key", sorted(MODEL))
+def test_build_model_needs_every_key(key):
+    cfg = {k: v for k, v in MODEL.items() if k != key}
+    with pytest.raises(ValueError, match=f"{key}: required"):
+        build_model(cfg)
+
+
+def test_build_model_rejects_unknown_keys():
     with pytest.raises(ValueError, match="dropout"):
-        build_model({"num_classes": 3, "dropout": 0.1})
+        build_model(dict(MODEL, dropout=0.1))
+    with pytest.raises(ValueError, match="ema_alpha"):
+        build_model(dict(MODEL, ema_alpha=0.99))
 
 
 # --------------------------------------------------------------------------- training
@@ -617,7 +604,7 @@ def test_a_few_sgd_steps_lower_the_loss():
     torch.manual_seed(0)
     net = small_net(num_classes=3, rep_dim=8)
     net.train()
-    main, head = net.param_groups(0.02, 0.02, 5e-4)
+    main, head = net.param_groups(0.02, 0.02, 5e-4, True)
     opt = torch.optim.SGD(main, lr=0.02, momentum=0.9, nesterov=True)
     opt_head = torch.optim.SGD(head, lr=0.02, momentum=0.9, nesterov=True)
     g = torch.Generator().manual_seed(0)
@@ -636,10 +623,9 @@ def test_a_few_sgd_steps_lower_the_loss():
         loss.backward()
         opt.step()
         opt_head.step()
-        net.ema_update()
+        net.ema_update(0.9, "own")
         losses.append(loss.item())
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0] - 0.1, losses
     assert net.head.fc1.grad is not None and net.head.fc1.grad.abs().sum() > 0
-    assert int(net.ema_steps) == 6
     assert any(not torch.equal(a, b) for a, b in zip(teacher0, net.teacher.parameters()))

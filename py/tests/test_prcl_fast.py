@@ -26,7 +26,7 @@ def make_inputs(seed, b=4, d=32, h=9, w=9, classes=(0, 1, 2, 3, 4), num_classes=
     return mu, var, label, mask, prob
 
 
-PARAMS = dict(strong_threshold=0.8, temp=0.5, num_queries=16, num_negatives=24)
+PARAMS = dict(strong_threshold=0.8, temp=0.5, neg_temp=None, num_queries=16, num_negatives=24)
 
 
 def both(inputs, seed=0, **params):
@@ -102,7 +102,8 @@ def test_samplers_follow_their_laws():
     mu, var, label, mask, prob = make_inputs(7, classes=(0, 1, 2), b=4, h=12, w=12, keep=1.0)
     prob = torch.full_like(prob, 0.1)  # every valid pixel is hard
     q, k = 64, 256
-    _, draws = fast.prcl_loss(mu, var, label, mask, prob, temp=0.5, num_queries=q, num_negatives=k,
+    _, draws = fast.prcl_loss(mu, var, label, mask, prob, strong_threshold=0.8, temp=0.5, neg_temp=None,
+                              num_queries=q, num_negatives=k,
                               generator=torch.Generator().manual_seed(1), return_draws=True)
     m, v, valid, p = fast.flatten_maps(mu, var, label, mask, prob)
     keys = fast.PixelKeys(valid, p, 0.8)

@@ -14,9 +14,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reference import (ema_decay, flatten_inputs, mls, poly_lr, prcl_loss_reference,
-                       prcl_negative_class_probs, prototypes, ramp_down, unsup_loss,
-                       unsup_loss_released)
+from reference import (
+    ema_decay,
+    flatten_inputs,
+    mls,
+    poly_lr,
+    prcl_loss_reference,
+    prcl_negative_class_probs,
+    prototypes,
+    ramp_down,
+    unsup_loss,
+    unsup_loss_released,
+)
 
 # Upper 1e-4 quantiles of the chi-square distribution, from the closed-form survival functions
 #   df = 2: sf(x) = exp(-x/2)                                      -> 18.42

@@ -66,7 +66,8 @@ async function referenceLoss(x: Inputs, params: Record<string, number>, seed: nu
 }
 
 async function workerLoss(x: Inputs, params: Record<string, number>, seed: number | null, draws?: { anchors: Tensor; negatives: Tensor }, grad = true) {
-  return worker.call('loss_probe', { what: 'prcl', params, seed, return_draws: true, grad }, {
+  // The worker holds no defaults: the released loss has no separate negative temperature.
+  return worker.call('loss_probe', { what: 'prcl', params: { neg_temp: null, ...params }, seed, return_draws: true, grad }, {
     tensors: { rep: x.rep, var: x.var, label: x.label, mask: x.mask, prob: x.prob, ...(draws ?? {}) },
   })
 }

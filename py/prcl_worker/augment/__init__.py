@@ -19,16 +19,19 @@ the last three does not change the result beyond rounding.
 import torch
 
 from .decode import (
-    IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, decode_batch, decode_image, decode_label,
-    decode_pair, denormalize, normalize,
+    IGNORE_INDEX,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    decode_batch,
+    decode_image,
+    decode_label,
+    decode_pair,
+    denormalize,
+    normalize,
 )
 from .geometry import crop_params_valid, hflip, reflect_pad, rescale_pad_crop
-from .mix import (
-    MIX_MODES, apply_mix, classmix, classmix_mask, cutmix, cutout, isin, valid_box,
-)
-from .photometric import (
-    JITTER_OPS, color_jitter, gaussian_blur, gaussian_kernel1d, quantize_conf,
-)
+from .mix import MIX_MODES, apply_mix, classmix, classmix_mask, cutmix, cutout, isin, valid_box
+from .photometric import JITTER_OPS, color_jitter, gaussian_blur, gaussian_kernel1d, quantize_conf
 
 __all__ = [
     "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "JITTER_OPS", "MIX_MODES",

@@ -55,7 +55,7 @@ def _mix_with_mask(imgs, labels, confs, keep):
     return out_img, out_lab, out_conf, keep.to(imgs.dtype)
 
 
-def classmix_mask(label, seed, ignore_is_class=True):
+def classmix_mask(label, seed, ignore_is_class):
     """ClassMix mask for one label map [H,W]: shuffle its sorted distinct values with
     ``torch.randperm(n, generator=Generator().manual_seed(seed))`` (CPU), keep the first
     floor(n/2), M = label in kept. With ignore_is_class False, -1 is never a candidate, so
@@ -79,7 +79,7 @@ def classmix_mask(label, seed, ignore_is_class=True):
     return isin(label, kept)
 
 
-def classmix(imgs, labels, confs, seeds, ignore_is_class=True):
+def classmix(imgs, labels, confs, seeds, ignore_is_class):
     """ClassMix (§6): imgs [B,3,H,W], labels [B,H,W] (-1 ignore), confs [B,H,W] or None,
     seeds: B integers. Returns (imgs, labels, confs, masks)."""
     B = _check_batch(imgs, labels, confs)[0]
@@ -142,7 +142,7 @@ def _param(params, i, key, mode):
     return p[key]
 
 
-def apply_mix(mode, imgs, labels, confs, params, ignore_is_class=True):
+def apply_mix(mode, imgs, labels, confs, params, ignore_is_class):
     """Dispatch on ``mode`` in MIX_MODES; ``params`` is a list of per-image dicts:
     ``{seed}`` for classmix, ``{box: [top, left, h, w]}`` for cutmix/cutout, ignored for none.
     Returns (imgs, labels, confs, masks)."""

@@ -13,22 +13,20 @@ from .prcl import prcl_loss
 
 @dataclass(frozen=True)
 class LossOp:
-    fn: Callable
+    fn: Callable  # fn(generator, **inputs, **params): every param comes from the step's request
     inputs: Tuple[str, ...]
 
 
-def _prcl(rep, var, label, mask, prob, generator=None, **params):
-    loss, stats = prcl_loss(rep.float(), var.float(), label, mask, prob, generator=generator,
-                            return_stats=True, **params)
-    return loss, stats
+def _prcl(rep, var, label, mask, prob, generator, **params):
+    return prcl_loss(rep.float(), var.float(), label, mask, prob, generator=generator, return_stats=True, **params)
 
 
 LOSS_OPS = {
-    "cross_entropy": LossOp(lambda logits, target, generator=None, **p: cross_entropy(logits, target, **p),
+    "cross_entropy": LossOp(lambda logits, target, generator, **p: cross_entropy(logits, target, **p),
                             ("logits", "target")),
-    "unsup_ce": LossOp(lambda logits, pseudo, conf, generator=None, **p: unsup_ce(logits, pseudo, conf, **p),
+    "unsup_ce": LossOp(lambda logits, pseudo, conf, generator, **p: unsup_ce(logits, pseudo, conf, **p),
                        ("logits", "pseudo", "conf")),
     "prcl": LossOp(_prcl, ("rep", "var", "label", "mask", "prob")),
-    "var_reg": LossOp(lambda var, mask, generator=None, **p: var_reg(var, mask, **p), ("var", "mask")),
-    "sum": LossOp(lambda a, b, generator=None: a + b, ("a", "b")),
+    "var_reg": LossOp(lambda var, mask, generator, **p: var_reg(var, mask, **p), ("var", "mask")),
+    "sum": LossOp(lambda a, b, generator: a + b, ("a", "b")),
 }

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 
-def cross_entropy(logits, target, ignore_index=-1):
+def cross_entropy(logits, target, ignore_index):
     """Mean CE over non-ignored pixels; 0 attached to the graph when every pixel is ignored."""
     valid = target != ignore_index
     if not bool(valid.any()):
@@ -12,12 +12,12 @@ def cross_entropy(logits, target, ignore_index=-1):
     return F.cross_entropy(logits.float(), target, ignore_index=ignore_index)
 
 
-def unsup_ce(logits, pseudo, conf, threshold=0.97, variant="fixed"):
+def unsup_ce(logits, pseudo, conf, threshold, variant):
     """Per-image weight = fraction of the image's valid pseudo-labelled pixels whose confidence is
     at least `threshold`; the loss averages weight × CE over valid pixels (§7.2).
 
     `released` keeps the released code's arithmetic (mean over pixels with CE > 0, NaN on an empty
-    batch); `fixed` (default) averages over valid pixels and gives an image without valid pixels
+    batch); `fixed` averages over valid pixels and gives an image without valid pixels
     weight 0, and the batch a zero attached to the graph when nothing is valid (Q-loss-1).
     """
     valid = pseudo >= 0
@@ -36,7 +36,7 @@ def unsup_ce(logits, pseudo, conf, threshold=0.97, variant="fixed"):
     return torch.where(n_valid > 0, (weighted * valid).sum() / n_valid.clamp(min=1), logits.sum() * 0.0)
 
 
-def var_reg(var, mask, kind="mean"):
+def var_reg(var, mask, kind):
     """Optional variance regulariser (off unless a spec names it): mean over pixels in `mask` of
     mean-over-dimensions σ² ('mean') or -log σ² ('neg_log'). The paper says the variance is
     regularised but gives no formula (spec §7.11); this is an ablation hook, not the method."""

@@ -43,8 +43,9 @@ class PixelKeys:
         ones = torch.ones_like(cls)
         self.num_classes = num_classes
         self.cls = cls
-        self.n = torch.zeros(num_classes + 1, dtype=torch.long, device=cls.device).scatter_add_(0, cls, ones)[:num_classes]
-        self.m = torch.zeros(num_classes + 1, dtype=torch.long, device=cls.device).scatter_add_(0, hard, ones)[:num_classes]
+        counts = torch.zeros(num_classes + 1, dtype=torch.long, device=cls.device)
+        self.n = counts.clone().scatter_add_(0, cls, ones)[:num_classes]
+        self.m = counts.scatter_add_(0, hard, ones)[:num_classes]
         # A stable sort keeps row-major order within a class: order[off[c] + r] is the r-th pixel
         # of class c's pool, exactly as the reference enumerates it.
         self.order = torch.sort(cls, stable=True).indices
@@ -153,11 +154,11 @@ def default_chunk_elements(device):
     return 1 << 22 if torch.device(device).type == "cpu" else 1 << 26
 
 
-def prcl_loss(mu, var, label, mask, prob, *, strong_threshold=0.8, temp=0.5, num_queries=256,
-              num_negatives=512, neg_temp=None, generator=None, draws=None, return_draws=False,
-              return_stats=False, chunk_elements=None):
+def prcl_loss(mu, var, label, mask, prob, *, strong_threshold, temp, neg_temp, num_queries, num_negatives,
+              generator=None, draws=None, return_draws=False, return_stats=False, chunk_elements=None):
     """PRCL loss on maps mu, var [B,D,h,w], one-hot label [B,C,h,w], mask [B,1,h,w], prob [B,C,h,w].
 
+    `neg_temp` None uses `temp` for the negative-class distribution, as released.
     Returns the loss (a zero attached to the graph when fewer than two classes are present or no
     class has hard anchors), plus the draws when `return_draws`, plus stats when `return_stats`
     (`classes_present` as a 0-d tensor, `anchor_classes` as an int, `hard_pixels` [C]: the anchor

@@ -5,12 +5,10 @@
 * ``teacher_forward(x, mode)``: no-grad teacher logits; ``mode='train'`` (released, Q-ema-2:
   batch-statistics BN, running stats updated) or ``'eval'``. Each submodule's previous
   train/eval flag is restored afterwards.
-* ``ema_update()``: decay_t = min(1 − 1/(t+1), α), t = number of earlier updates;
-  θ_T ← decay_t·θ_T + (1 − decay_t)·θ_S over parameters. Buffers (Q-ema-1): ``'own'``
-  (released: untouched), ``'copy'`` (student's copied), ``'ema'`` (float buffers averaged with
-  the same decay, integer ones such as ``num_batches_tracked`` copied). The counter t is the
-  buffer ``ema_steps`` (long, 0-d) so it is part of ``state_dict()`` (Q-ema-4); a Python mirror
-  avoids a device sync per step and is refreshed on ``load_state_dict``.
+* ``ema_update(decay, buffers)``: θ_T ← decay·θ_T + (1 − decay)·θ_S over parameters, with the
+  decay the driver resolved for the step (its warm-up min(1 − 1/(t+1), α) included). Buffers
+  (Q-ema-1): ``'own'`` (released: untouched), ``'copy'`` (student's copied), ``'ema'`` (float
+  buffers averaged with the same decay, integer ones such as ``num_batches_tracked`` copied).
 * ``param_groups(...)``: the main optimizer's groups (the whole student) and the head
   optimizer's groups (§9); with ``decay_norm_and_bias=False`` every parameter with ≤ 1
   dimension (BN weights/biases, conv biases, the head's gamma/beta) goes into a
@@ -35,26 +33,20 @@ def _check_choice(key, value, choices):
         raise ValueError(f"{key}: must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
-def _check_alpha(alpha):
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"ema_alpha: must be a number in [0, 1], got {alpha!r}")
-    return float(alpha)
+def _check_decay(decay):
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay <= 1.0:
+        raise ValueError(f"ema decay: must be a number in [0, 1], got {decay!r}")
+    return float(decay)
 
 
 class PrclNet(nn.Module):
-    def __init__(self, num_classes, backbone="resnet101", output_stride=16, rep_dim=256, width=1.0,
-                 alpha=0.99, ema_buffers="own"):
+    def __init__(self, num_classes, backbone, output_stride, rep_dim, width):
         super().__init__()
-        _check_choice("ema_buffers", ema_buffers, EMA_BUFFER_MODES)
-        self.alpha = _check_alpha(alpha)
-        self.ema_buffers = ema_buffers
         self.student = DeepLabV3Plus(num_classes, backbone, output_stride, rep_dim, width)
         self.head = UncertaintyHead(self.student.feat_channels, self.student.rep_dim)
         self.teacher = copy.deepcopy(self.student)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
-        self.register_buffer("ema_steps", torch.zeros((), dtype=torch.long))
-        self._ema_t = 0
 
     # ------------------------------------------------------------------ forwards
     def student_forward(self, x_l, x_u):
@@ -71,7 +63,7 @@ class PrclNet(nn.Module):
 
     forward = student_forward
 
-    def teacher_forward(self, x, mode="train"):
+    def teacher_forward(self, x, mode):
         _check_choice("teacher mode", mode, TEACHER_MODES)
         modules = list(self.teacher.modules())
         previous = [m.training for m in modules]
@@ -84,43 +76,30 @@ class PrclNet(nn.Module):
                 m.training = flag
 
     # ------------------------------------------------------------------ EMA
-    def ema_decay(self, t=None, alpha=None):
-        t = self._ema_t if t is None else t
-        alpha = self.alpha if alpha is None else alpha
-        return min(1.0 - 1.0 / (t + 1), alpha)
-
     @torch.no_grad()
-    def ema_update(self, alpha=None, buffers=None):
-        """One EMA step; returns the decay used."""
-        alpha = self.alpha if alpha is None else _check_alpha(alpha)
-        buffers = self.ema_buffers if buffers is None else buffers
+    def ema_update(self, decay, buffers):
+        """θ_T ← decay·θ_T + (1 − decay)·θ_S; the teacher's buffers as ``buffers`` names."""
+        decay = _check_decay(decay)
         _check_choice("ema_buffers", buffers, EMA_BUFFER_MODES)
-        decay = self.ema_decay(alpha=alpha)
-        t_params = [p for p in self.teacher.parameters()]
+        t_params = list(self.teacher.parameters())
         s_params = [p.detach() for p in self.student.parameters()]
         _ema_(t_params, s_params, decay)
-        if buffers != "own":
-            t_bufs, s_bufs = list(self.teacher.buffers()), list(self.student.buffers())
-            if buffers == "copy":
-                for tb, sb in zip(t_bufs, s_bufs):
-                    tb.copy_(sb)
-            else:
-                pairs = [(tb, sb) for tb, sb in zip(t_bufs, s_bufs) if tb.is_floating_point()]
-                if pairs:
-                    _ema_([tb for tb, _ in pairs], [sb for _, sb in pairs], decay)
-                for tb, sb in zip(t_bufs, s_bufs):
-                    if not tb.is_floating_point():
-                        tb.copy_(sb)
-        self._ema_t += 1
-        self.ema_steps.fill_(self._ema_t)
-        return decay
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._ema_t = int(self.ema_steps)
+        if buffers == "own":
+            return
+        t_bufs, s_bufs = list(self.teacher.buffers()), list(self.student.buffers())
+        if buffers == "copy":
+            for tb, sb in zip(t_bufs, s_bufs):
+                tb.copy_(sb)
+            return
+        pairs = [(tb, sb) for tb, sb in zip(t_bufs, s_bufs) if tb.is_floating_point()]
+        if pairs:
+            _ema_([tb for tb, _ in pairs], [sb for _, sb in pairs], decay)
+        for tb, sb in zip(t_bufs, s_bufs):
+            if not tb.is_floating_point():
+                tb.copy_(sb)
 
     # ------------------------------------------------------------------ optimizers
-    def param_groups(self, lr, head_lr, weight_decay, decay_norm_and_bias=True):
+    def param_groups(self, lr, head_lr, weight_decay, decay_norm_and_bias):
         """``(main_groups, head_groups)``: lists of SGD param-group dicts (with a ``name`` key)."""
         return (_groups("student", self.student, lr, weight_decay, decay_norm_and_bias),
                 _groups("head", self.head, head_lr, weight_decay, decay_norm_and_bias))

@@ -1,4 +1,6 @@
-"""loss_probe: the loss pieces on tensors the caller gives (parity tests, reproducing a step)."""
+"""loss_probe: the loss pieces on tensors the caller gives (parity tests, reproducing a step).
+
+The 'prcl' and 'unsup_ce' probes take their op's complete params (schemas/losses.json), checked."""
 
 import torch
 
@@ -30,7 +32,9 @@ def loss_probe(ctx, body, tensors):
         pmu, pvar = fast.prototypes(t["mu"], t["var"], keys)
         return {"value": None}, {"proto_mu": pmu, "proto_var": pvar, "present": keys.n > 0}
     if what == "unsup_ce":
-        return {"value": float(unsup_ce(t["logits"], t["pseudo"], t["conf"], **params))}
+        ctx.schemas.check_loss_params("unsup_ce", params, "loss_probe unsup_ce", "params")
+        return {"value": float(unsup_ce(t["logits"], t["pseudo"], t["conf"], params["threshold"], params["variant"]))}
+    ctx.schemas.check_loss_params("prcl", params, "loss_probe prcl", "params")
     rep = t["rep"].requires_grad_(body["grad"])
     var = t["var"].requires_grad_(body["grad"])
     generator = None
@@ -38,11 +42,11 @@ def loss_probe(ctx, body, tensors):
         generator = torch.Generator(device=ctx.device)
         generator.manual_seed(body["seed"])
     draws = {"anchors": t["anchors"], "negatives": t["negatives"]} if "anchors" in t else None
-    try:
-        loss, drawn = fast.prcl_loss(rep, var, t["label"], t["mask"], t["prob"], generator=generator,
-                                     draws=draws, return_draws=True, **params)
-    except TypeError as exc:  # an unknown parameter name
-        raise InvalidArgument(f"loss_probe prcl: {exc}", "params") from None
+    loss, drawn = fast.prcl_loss(rep, var, t["label"], t["mask"], t["prob"],
+                                 strong_threshold=params["strong_threshold"], temp=params["temp"],
+                                 neg_temp=params["neg_temp"], num_queries=params["num_queries"],
+                                 num_negatives=params["num_negatives"], generator=generator, draws=draws,
+                                 return_draws=True)
     out = {"anchors": drawn["anchors"], "negatives": drawn["negatives"]} if body["return_draws"] else {}
     if body["grad"]:
         loss.backward()

@@ -1,4 +1,4 @@
-"""Training ops: thin wrappers over Trainer, evaluation and state (the work lives there)."""
+"""Training ops: thin wrappers over the trainer, its step, evaluation and state (the work lives there)."""
 
 import time
 
@@ -21,7 +21,7 @@ def _trainer(ctx):
 
 @register("configure")
 def configure(ctx, body, tensors):
-    from ..trainer import BATCH_TENSORS, MODEL_OUTPUTS, Trainer
+    from ..train.trainer import Trainer
     ctx.state.pop("trainer", None)
     trainer = Trainer(body, ctx.schemas, ctx.device)
     ctx.state["trainer"] = trainer
@@ -29,7 +29,7 @@ def configure(ctx, body, tensors):
     return {
         "parameters": sum(p.numel() for p in net.student.parameters()),
         "head_parameters": sum(p.numel() for p in net.head.parameters()),
-        "outputs": list(MODEL_OUTPUTS), "batch_tensors": list(BATCH_TENSORS),
+        "outputs": list(ctx.schemas.model_outputs), "batch_tensors": list(ctx.schemas.batch_tensors),
         "device": str(trainer.device), "threads": trainer.threads,
     }
 
@@ -41,13 +41,14 @@ def prepare_train_inputs(body, tensors):
 
 @register("train_step", tensors="any", prepare=prepare_train_inputs)
 def train_step(ctx, body, tensors):
+    from ..train.step import train_step as step
     trainer = _trainer(ctx)
     start = time.perf_counter()
     # Decoded ahead in the pool when this request arrived during the previous step; the time here
     # is then only what the step still had to wait for.
     decoded = ctx.prepared(lambda: prepare_train_inputs(body, tensors))
     decode_ms = (time.perf_counter() - start) * 1000
-    return trainer.train_step(body, tensors, decoded, ctx.prefetch, decode_ms)
+    return step(trainer, body, tensors, decoded, ctx.prefetch, decode_ms)
 
 
 def _images(trainer, tensors, name="x"):

@@ -1,0 +1,41 @@
+"""The process's compute settings (torch threads, determinism) and the device synchronisation
+that makes a step's per-phase timings honest on CUDA."""
+
+import os
+import time
+
+import torch
+
+
+def pick_threads(requested):
+    """`requested`, else OMP_NUM_THREADS's setting, else the CPUs this process may use."""
+    if requested:
+        return requested
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def set_up(threads, deterministic):
+    """Apply the configured thread count (None: see pick_threads) and determinism; returns the threads."""
+    threads = pick_threads(threads)
+    torch.set_num_threads(threads)
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.benchmark = True
+    return threads
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def ms_since(start):
+    return (time.perf_counter() - start) * 1000
