@@ -16,10 +16,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "py"))
-
-from prcl_worker.losses.prcl import prcl_loss  # noqa: E402
-from reference.prcl import prcl_loss_reference  # noqa: E402
+PY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "py")
 
 
 def rss_mb():
@@ -61,8 +58,13 @@ def main():
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     mu, var, label, mask, prob = inputs(a, device)
-    fn = prcl_loss if a.impl == "worker" else prcl_loss_reference
-    params = dict(strong_threshold=0.8, temp=a.temp, num_queries=a.queries, num_negatives=a.negatives)
+    sys.path.insert(0, PY_DIR)
+    if a.impl == "worker":
+        from prcl_worker.losses.prcl import prcl_loss as fn
+    else:
+        from reference.prcl import prcl_loss_reference as fn
+    params = {"strong_threshold": 0.8, "temp": a.temp, "neg_temp": None, "num_queries": a.queries,
+              "num_negatives": a.negatives}
     base_rss = rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -8,11 +8,14 @@
 //      - conda available: create/update the `prcl` env from environment.yml;
 //      - Debian/Ubuntu as root: apt-get install Debian's python3-torch and friends;
 //      - otherwise: print the exact commands to run;
-//   3. `prcl doctor`.
+//   3. ruff (the Python linter `npm test` runs): Debian's `ruff` package where apt has one, else
+//      pip (`python3 -m pip install ruff==RUFF_VERSION`, system python included);
+//   4. `prcl doctor`.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { RUFF_VERSION, findRuff } from './ruff.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const APT_PACKAGES = ['python3-torch', 'python3-torchvision', 'python3-zmq', 'python3-msgpack', 'python3-numpy',
@@ -67,9 +70,55 @@ function condaRoute() {
 function aptRoute() {
   if (!existsSync('/etc/debian_version') || !has('apt-get')) return false
   if (process.getuid?.() !== 0) return false
-  run('apt-get', ['update', '-qq'])
+  aptUpdate()
   run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_PACKAGES], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
   return true
+}
+
+let aptUpdated = false
+function aptUpdate() {
+  if (!aptUpdated) run('apt-get', ['update', '-qq'])
+  aptUpdated = true
+}
+
+function aptCandidate(pkg) {
+  if (!existsSync('/etc/debian_version') || !has('apt-get') || process.getuid?.() !== 0) return false
+  aptUpdate()
+  const r = spawnSync('apt-cache', ['policy', pkg], { encoding: 'utf8' })
+  const m = /Candidate:\s*(\S+)/.exec(r.stdout ?? '')
+  return m !== null && m[1] !== '(none)'
+}
+
+function hasPip(python) {
+  return spawnSync(python, ['-m', 'pip', '--version'], { stdio: 'ignore' }).status === 0
+}
+
+/** ruff on PATH or as `python3 -m ruff`; installed by apt or pip when missing. */
+function ruff() {
+  let cmd = findRuff()
+  if (cmd) {
+    console.log(`ruff: ${cmd.join(' ')}`)
+    return
+  }
+  const aptEnv = { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }
+  if (aptCandidate('ruff')) {
+    run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'ruff'], aptEnv)
+  } else {
+    const pythons = ['python3', '/usr/bin/python3'].filter((p) => p.startsWith('/') ? existsSync(p) : has(p))
+    let python = pythons.find(hasPip)
+    if (!python && existsSync('/usr/bin/python3') && aptCandidate('python3-pip')) {
+      run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'python3-pip'], aptEnv)
+      python = '/usr/bin/python3'
+    }
+    if (!python) throw new Error(`ruff is missing and no python with pip was found: install ruff ${RUFF_VERSION} (pip install ruff==${RUFF_VERSION})`)
+    // PIP_BREAK_SYSTEM_PACKAGES: Debian's python refuses pip installs otherwise (PEP 668); an
+    // environment variable rather than the flag, which pips older than 23.0.1 do not know.
+    run(python, ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', `ruff==${RUFF_VERSION}`],
+      { env: { ...process.env, PIP_BREAK_SYSTEM_PACKAGES: '1' } })
+  }
+  cmd = findRuff()
+  if (!cmd) throw new Error('ruff was installed but neither `ruff` nor `python3 -m ruff` runs it')
+  console.log(`ruff: ${cmd.join(' ')}`)
 }
 
 function instructions(verdict) {
@@ -97,6 +146,7 @@ try {
     verdict = doctorJson()
     if (!verdict.ok) throw new Error(instructions(verdict))
   }
+  ruff()
   run(process.execPath, [join(ROOT, 'ts/cli/prcl.mjs'), 'doctor'])
 } catch (e) {
   console.error(`\nsetup failed: ${e.message}`)

@@ -45,19 +45,18 @@ describe('remote errors', () => {
 
 describe('deadlines', () => {
   it('rejects a stalled request at its deadline, cancels it, and the worker recovers', async () => {
+    const cancelled = async () => ((await worker.call('stats', {})).body.by_error as Record<string, number>).Cancelled ?? 0
+    const before = await cancelled()
     const t0 = Date.now()
-    // Wait for a heartbeat that shows the worker busy on the request, so the stall is detected.
     const err = await worker.call('sleep', { ms: 20_000 }, { timeoutMs: 1500 }).catch((e) => e)
-    const took = Date.now() - t0
     expect(err).toBeInstanceOf(DeadlineError)
     expect(err.stalled).toBe(true)
     expect(err.message).toMatch(/stalled/)
-    expect(took).toBeGreaterThanOrEqual(1400)
-    expect(took).toBeLessThan(5000)
-    // The cooperative cancel stops the sleep long before its 20 s, so a ping answers soon.
-    const p0 = Date.now()
-    await worker.call('ping', {}, { timeoutMs: 5000 })
-    expect(Date.now() - p0).toBeLessThan(3000)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1400) // not before its deadline
+    // The worker runs one request at a time, so this answers once the sleep has ended: stopped by
+    // the cooperative cancel (its error counted as Cancelled), not run to its 20 s.
+    expect(await cancelled()).toBe(before + 1)
+    expect((await worker.call('ping', { payload: 3 })).body).toEqual({ pong: true, payload: 3 })
   })
 
   it('a request that arrives past its deadline is refused, not run', async () => {
@@ -76,18 +75,19 @@ describe('deadlines', () => {
 describe('credits', () => {
   it('keeps at most K requests in flight and answers all of them in order', async () => {
     let peak = 0
+    const answered: number[] = []
     const conn = worker.connection
     const calls = Array.from({ length: 6 }, (_, i) => worker.call('sleep', { ms: 40 }).then((r) => {
       peak = Math.max(peak, conn.inFlightCount)
-      return [i, r.timing!.queued_ms] as const
+      answered.push(i)
+      return r.body
     }))
     peak = Math.max(peak, conn.inFlightCount)
     const sampler = setInterval(() => { peak = Math.max(peak, conn.inFlightCount) }, 5)
-    const done = await Promise.all(calls)
+    const bodies = await Promise.all(calls)
     clearInterval(sampler)
-    expect(done.map(([i]) => i)).toEqual([0, 1, 2, 3, 4, 5])
+    expect(answered).toEqual([0, 1, 2, 3, 4, 5])
+    for (const b of bodies) expect(b).toEqual({ slept_ms: expect.any(Number) })
     expect(peak).toBe(2)
-    // With two on the wire, each waits at most one sleep inside the worker.
-    for (const [, queued] of done) expect(queued).toBeLessThan(40 * 1.9 + 50)
   })
 })

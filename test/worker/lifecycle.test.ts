@@ -23,21 +23,19 @@ async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
 }
 
 describe('a worker killed mid-request', () => {
-  it('fails the pending call within a second, saying how it died, and the next call starts a fresh worker', async () => {
+  it('fails the pending call, saying how it died, and the next call starts a fresh worker', async () => {
     const w = await start()
     const first = w.hello
+    // Its deadline (the default 2 min) is far off: only the worker's death ends this call early.
     const pending = w.call('sleep', { ms: 30_000 })
     // Let the request reach the worker and start.
-    await waitFor(() => w.connection.lastHeartbeat?.busy_op === 'sleep', 3000)
-    const t0 = Date.now()
+    expect(await waitFor(() => w.connection.lastHeartbeat?.busy_op === 'sleep', 20_000)).toBe(true)
     w.kill('SIGKILL')
     const err = await pending.catch((e) => e)
-    const took = Date.now() - t0
     expect(err).toBeInstanceOf(WorkerDiedError)
     expect(err.message).toMatch(new RegExp(`worker \\(pid ${first.pid}\\) was killed by SIGKILL`))
     expect(err.signal).toBe('SIGKILL')
-    expect(took).toBeLessThan(1000)
-    expect(await waitFor(() => !processExists(first.pid), 2000)).toBe(true)
+    expect(await waitFor(() => !processExists(first.pid), 20_000)).toBe(true)
 
     const restarted = new Promise((resolve) => w.once('restart', resolve))
     const pong = await w.call('ping', { payload: 1 })
@@ -50,7 +48,7 @@ describe('a worker killed mid-request', () => {
   it('reports a clean exit code too', async () => {
     const w = await start({ restart: false })
     const pending = w.call('sleep', { ms: 30_000 })
-    await waitFor(() => w.connection.lastHeartbeat?.busy_op === 'sleep', 3000)
+    expect(await waitFor(() => w.connection.lastHeartbeat?.busy_op === 'sleep', 20_000)).toBe(true)
     process.kill(w.hello.pid, 'SIGTERM')
     const err = await pending.catch((e) => e)
     expect(err).toBeInstanceOf(WorkerDiedError)
@@ -64,15 +62,14 @@ describe('a frozen worker', () => {
   it('is declared lost after three missed heartbeats, killed, and replaced on the next call', async () => {
     const w = await start({ heartbeatMs: 300 })
     const pid = w.hello.pid
+    // Its deadline (the default 2 min) is far off: only the missed heartbeats end this call early.
     const pending = w.call('sleep', { ms: 30_000 })
-    await waitFor(() => w.connection.lastHeartbeat?.busy_op === 'sleep', 3000)
-    const t0 = Date.now()
+    expect(await waitFor(() => w.connection.lastHeartbeat?.busy_op === 'sleep', 20_000)).toBe(true)
     w.kill('SIGSTOP')
     const err = await pending.catch((e) => e)
     expect(err).toBeInstanceOf(WorkerDiedError)
-    expect(err.message).toMatch(/no heartbeat/)
-    expect(Date.now() - t0).toBeLessThan(3000)
-    expect(await waitFor(() => !processExists(pid), 3000)).toBe(true)
+    expect(err.message).toMatch(/sent no heartbeat for \d+ ms/)
+    expect(await waitFor(() => !processExists(pid), 20_000)).toBe(true)
     expect((await w.call('ping', {})).body.pong).toBe(true)
   })
 })

@@ -1,4 +1,4 @@
-// `prcl bench <name> [--json] [--save]`: benchmark programs live in bench/; with --save a run is
+// `prcl bench <name> [--json] [--save]`: benchmark programs live in ts/bench/; with --save a run is
 // appended to bench/results/<name>.jsonl, one JSON line with the machine it ran on.
 import { appendFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
@@ -20,11 +20,11 @@ export async function bench(args: string[]): Promise<number> {
   let result: object
   let table: string
   if (name === 'wire') {
-    const { wireBench, wireTable } = await import('../../bench/wire.ts')
+    const { wireBench, wireTable } = await import('../bench/wire.ts')
     const r = await wireBench({ transport: values.transport, baseline: values.baseline })
     ;[result, table] = [r, wireTable(r)]
   } else if (name === 'prcl-loss') {
-    const { prclLossBench, prclLossTable } = await import('../../bench/prcl-loss.ts')
+    const { prclLossBench, prclLossTable } = await import('../bench/prcl-loss.ts')
     const r = await prclLossBench({ device: values.device, quick: values.quick })
     ;[result, table] = [r, prclLossTable(r)]
   } else if (name === 'step') {
@@ -33,11 +33,11 @@ export async function bench(args: string[]): Promise<number> {
     }
     const steps = values.steps === undefined ? undefined : Number(values.steps)
     if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) throw new UsageError(`--steps must be a positive integer, got '${values.steps}'`)
-    const { stepBench, stepTable } = await import('../../bench/step.ts')
+    const { stepBench, stepTable } = await import('../bench/step.ts')
     const r = await stepBench({ model: values.model as 'tiny' | 'r101' | undefined, device: values.device, steps })
     ;[result, table] = [r, stepTable(r)]
   } else if (name === 'overhead') {
-    const { overheadBench, overheadTable } = await import('../../bench/overhead.ts')
+    const { overheadBench, overheadTable } = await import('../bench/overhead.ts')
     const r = await overheadBench({ steps: values.steps === undefined ? undefined : Number(values.steps) })
     ;[result, table] = [r, overheadTable(r)]
   } else {

@@ -4,10 +4,10 @@ import { spawn } from 'node:child_process'
 import { cpus, hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Router } from 'zeromq'
-import { ROOT } from '../ts/paths.ts'
-import { tensor } from '../ts/wire/tensor.ts'
-import { findPython } from '../ts/worker/python.ts'
-import { Worker } from '../ts/worker/worker.ts'
+import { ROOT } from '../paths.ts'
+import { tensor } from '../wire/tensor.ts'
+import { findPython } from '../worker/python.ts'
+import { Worker } from '../worker/worker.ts'
 
 export interface WireBenchOptions {
   transport?: string

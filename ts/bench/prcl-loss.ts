@@ -3,8 +3,8 @@
 // Each implementation runs in its own process (bench/prcl_loss.py), so peak memory is its own.
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { ROOT } from '../ts/paths.ts'
-import { findPython } from '../ts/worker/python.ts'
+import { ROOT } from '../paths.ts'
+import { findPython } from '../worker/python.ts'
 import { machine } from './wire.ts'
 
 export interface PrclLossBenchOptions {

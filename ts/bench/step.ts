@@ -1,8 +1,7 @@
 // `prcl bench step`: train steps of a real worker driven over ZeroMQ, with the worker's own split
 // of each step into phases (medians over the timed steps).
-import { resolveWeights } from '../ts/loss/compose.ts'
-import { paperPolicy, paperSettings, syntheticBatch, tinySettings } from '../ts/worker/settings.ts'
-import { Worker } from '../ts/worker/worker.ts'
+import { paperSettings, stepArgs, syntheticBatch, tinySettings } from '../worker/settings.ts'
+import { Worker } from '../worker/worker.ts'
 import { machine } from './wire.ts'
 
 export interface StepBenchOptions {
@@ -27,8 +26,7 @@ export async function stepBench(o: StepBenchOptions = {}) {
     for (let s = 0; s < steps + 2; s++) {
       const t0 = performance.now()
       const r = await worker.call('train_step', {
-        step: s, lr: 3.2e-3, head_lr: 5e-5, weights: resolveWeights(settings.loss, 0),
-        policy: paperPolicy(), mix: [{ seed: s }, { seed: s + 1000 }],
+        ...stepArgs(settings, s), mix: [{ seed: s }, { seed: s + 1000 }],
       }, { tensors, timeoutMs: 600_000 })
       if (s < 2) continue // warm-up
       walls.push(performance.now() - t0)
