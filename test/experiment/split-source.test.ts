@@ -4,6 +4,7 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../ts/config/load.ts'
+import { encodeRgbJpeg } from '../../ts/data/jpeg.ts'
 import { loadRunData } from '../../ts/experiment/data.ts'
 import { ROOT } from '../../ts/paths.ts'
 import { makeTree, tempDir } from '../data/tree.ts'
@@ -23,10 +24,13 @@ describe('split files of the presets', () => {
     cpSync(PRCL_SPLIT, join(root, 'VOC_split'), { recursive: true })
     const ids = ['labeled', 'unlabeled', 'valid'].flatMap((f) =>
       readFileSync(join(root, 'VOC_split', '662', '3407', `${f}_filename.txt`), 'utf8').split('\n').filter(Boolean))
-    makeTree(root, ids.flatMap((id) => [`JPEGImages/${id}.jpg`, `SegmentationClassAug/${id}.png`]))
+    // The run reads every training image's header when it starts: a real (tiny) JPEG each.
+    const jpeg = encodeRgbJpeg(8, 6, new Uint8Array(8 * 6 * 3))
+    makeTree(root, Object.fromEntries(ids.flatMap((id) => [[`JPEGImages/${id}.jpg`, jpeg], [`SegmentationClassAug/${id}.png`, '']])))
     const cfg = loadConfig('voc-662-prcl', [`data.root=${root}`])
     const data = await loadRunData(cfg)
     expect(data.labeled).toHaveLength(662)
+    expect(data.sizes.labeled[0]).toEqual({ width: 8, height: 6 })
     expect(data.splits.labeled.published).toMatchObject({ repo: 'Haoyu-Xie/PRCL', sha16: 'e9bb5d18af804179', matches: true })
     expect(data.splits.val.published?.matches).toBe(true)
     // A locally edited copy is still used, and recorded as not the published file.

@@ -81,7 +81,7 @@ async function readEncoded(path: string, what: 'image' | 'label'): Promise<Uint8
     bytes = await readFile(path)
   } catch (err) {
     const e = err as NodeJS.ErrnoException
-    throw new Error(e.code === 'ENOENT' ? `${what} ${path} does not exist` : `cannot read ${what} ${path}: ${e.message}`)
+    throw new Error(e.code === 'ENOENT' ? `${what} ${path} does not exist` : `cannot read ${what} ${path}: ${e.message}`, { cause: err })
   }
   const ok = what === 'label' ? startsWith(bytes, PNG) : startsWith(bytes, PNG) || startsWith(bytes, JPEG)
   if (!ok) {

@@ -19,7 +19,7 @@ export function readClassNames(file: string): string[] {
     const e = err as NodeJS.ErrnoException
     throw new Error(e.code === 'ENOENT'
       ? `${file} does not exist; a folder dataset needs classes.txt with one class name per line`
-      : `cannot read ${file}: ${e.message}`)
+      : `cannot read ${file}: ${e.message}`, { cause: err })
   }
   const lines = text.replace(/^\uFEFF/, '').split('\n')
   if (lines.at(-1) === '') lines.pop()

@@ -41,7 +41,7 @@ export async function readImageSize(path: string): Promise<{ width: number; heig
     }
   } catch (err) {
     const e = err as NodeJS.ErrnoException
-    throw new Error(e.code === 'ENOENT' ? `image ${path} does not exist` : `cannot read image ${path}: ${e.message}`)
+    throw new Error(e.code === 'ENOENT' ? `image ${path} does not exist` : `cannot read image ${path}: ${e.message}`, { cause: err })
   }
   try {
     return imageSize(head, path)

@@ -23,7 +23,7 @@ export async function labelClasses(path: string, lut: readonly number[] | null):
   try {
     bytes = await readFile(path)
   } catch (err) {
-    throw new Error(`cannot read label ${path}: ${(err as Error).message}`)
+    throw new Error(`cannot read label ${path}: ${(err as Error).message}`, { cause: err })
   }
   return classesInLabel(decodeLabelPng(bytes, path).data, lut)
 }

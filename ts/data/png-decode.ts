@@ -89,7 +89,7 @@ export function decodeLabelPng(bytes: Uint8Array, file: string): LabelImage {
   try {
     raw = inflateSync(Buffer.concat(idat), { maxOutputLength: expected + 1 })
   } catch (err) {
-    throw new Error(`${file}: PNG image data does not inflate (${(err as Error).message})`)
+    throw new Error(`${file}: PNG image data does not inflate (${(err as Error).message})`, { cause: err })
   }
   if (raw.length !== expected) {
     throw new Error(`${file}: PNG image data has ${raw.length} bytes, ${header.width}x${header.height} needs ${expected}`)

@@ -101,9 +101,9 @@ async function readBytes(path: string): Promise<Buffer> {
     return await readFile(path)
   } catch (err) {
     const e = err as NodeJS.ErrnoException
-    if (e.code === 'ENOENT') throw new Error(`split file ${path} does not exist`)
-    if (e.code === 'EISDIR') throw new Error(`split file ${path} is a directory; expected a text file`)
-    throw new Error(`cannot read split file ${path}: ${e.message}`)
+    if (e.code === 'ENOENT') throw new Error(`split file ${path} does not exist`, { cause: err })
+    if (e.code === 'EISDIR') throw new Error(`split file ${path} is a directory; expected a text file`, { cause: err })
+    throw new Error(`cannot read split file ${path}: ${e.message}`, { cause: err })
   }
 }
 

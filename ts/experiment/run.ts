@@ -2,23 +2,20 @@
 // The loop is pipelined: step n+1's bytes and parameters are read and on the wire (K = 2) while
 // the worker computes step n.
 import { EventEmitter } from 'node:events'
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { checkConfig } from '../config/check.ts'
 import type { ExperimentConfig } from '../config/schema.ts'
-import { readSample } from '../data/dataset.ts'
-import { planStep, type Generators, type StepPlan } from '../policy/plan.ts'
+import { planStep, type Generators, type PlanData, type StepPlan } from '../policy/plan.ts'
 import { progressAt, stepsPerEpoch } from '../policy/progress.ts'
-import { Sampler } from '../policy/sampler.ts'
-import { Rng, STREAM } from '../rng.ts'
-import type { CallResult } from '../wire/connection.ts'
-import { WorkerError } from '../wire/errors.ts'
 import type { OpResult } from '../wire/ops/index.ts'
-import { bytesTensor, type Tensors } from '../wire/tensor.ts'
 import { Worker } from '../worker/worker.ts'
 import { findCheckpoint, readCheckpoint, saveCheckpoint, type DriverState } from './checkpoint.ts'
 import { loadRunData, type RunData } from './data.ts'
 import { evaluateOn, type EvalEvent } from './evaluate.ts'
+import { generators, initialState, snapshotOf } from './generators.ts'
+import { appendLine, evalsFromMetrics, progressLine, stepEvent, type StepEvent } from './metrics-log.ts'
+import { Pipeline } from './pipeline.ts'
 import { Recorder } from './record.ts'
 import { workerSettings } from './settings.ts'
 
@@ -36,13 +33,6 @@ export interface RunOptions {
   log?: (line: string) => void
   /** Record every worker request to this file, for an in-process replay (python -m prcl_worker.replay). */
   record?: string
-}
-
-/** One line of metrics.jsonl per step: what the plan resolved and what the worker measured. */
-export interface StepEvent {
-  type: 'step'; step: number; epoch: number; lr: number; head_lr: number; ema_decay: number; weak_threshold: number
-  params: StepPlan['params']; total: number; losses: Record<string, { value: number; weight: number }>
-  stats: OpResult<'train_step'>['stats']; time_ms: Record<string, number>
 }
 
 export interface RunSummary {
@@ -86,145 +76,118 @@ export class Experiment extends EventEmitter {
    *  is planned and on the wire while the worker computes this one. */
   async run(): Promise<RunSummary> {
     const cfg = this.cfg
-    const log = this.opts.log ?? ((l: string) => process.stderr.write(`${l}\n`))
     const data = await loadRunData(cfg)
     mkdirSync(join(this.runDir, 'checkpoints'), { recursive: true })
     if (!this.opts.resume) writeFileSync(join(this.runDir, 'config.json'), JSON.stringify(cfg, null, 2))
     writeFileSync(join(this.runDir, 'splits.json'), JSON.stringify(data.splits, null, 2))
     const worker = this.opts.worker ?? await Worker.start({ python: cfg.worker.python ?? undefined, device: cfg.worker.device, transport: cfg.worker.transport, log: 'silent' })
-    const started = Date.now()
     const recorder = this.opts.record ? new Recorder(this.opts.record) : null
     try {
-      recorder?.write('configure', workerSettings(cfg))
-      await worker.call('configure', workerSettings(cfg), { timeoutMs: 600_000 })
-      const perEpoch = stepsPerEpoch(cfg, data.labeled.length)
-      const total = perEpoch * cfg.sampling.epochs
-      let state = initialState(cfg, data)
-      if (this.opts.resume) {
-        const ck = findCheckpoint(this.runDir)
-        if (ck) {
-          await worker.call('load', { path: ck.workerFile }, { timeoutMs: 600_000 })
-          state = ck.state
-          log(`resumed ${this.runDir} at step ${state.step} (epoch ${state.epoch}) from ${ck.dir}`)
-        }
-      }
-      const gen = generators(cfg, data, state)
-      const planData = { ...data.sizes, labelLut: data.dataset.labelLut }
-      const metrics = join(this.runDir, 'metrics.jsonl')
-      const stopAt = this.opts.stopAfter === undefined ? total : Math.min(total, state.step + this.opts.stopAfter)
-      const inflight: Array<{ plan: StepPlan; reply: Promise<CallResult<OpResult<'train_step'>>> }> = []
-      const showProgress = this.opts.progress ?? process.stderr.isTTY
-      const t0 = Date.now()
-      const firstStep = state.step
-      let done = state.step
-      let best: EvalEvent | null = null
-      let last: EvalEvent | null = null
-      const finish = async () => {
-        const { plan, reply } = inflight.shift()!
-        const ev = stepEvent(plan, (await reply).body)
-        appendFileSync(metrics, JSON.stringify(ev) + '\n')
-        this.emit('step', ev)
-        done = plan.step
-        if (showProgress) progressLine(plan.step, total, t0, firstStep, ev)
-      }
-      const save = (name: string, snapshot: DriverState) => saveCheckpoint(join(this.runDir, 'checkpoints', name), worker,
-        { ...snapshot, best: state.best, wall_ms: state.wall_ms + Date.now() - started }, cfg)
-
-      for (let planned = state.step; planned < stopAt; planned++) {
-        const plan = planStep(cfg, progressAt(cfg, perEpoch, planned), gen, planData)
-        const snapshot = snapshotOf(plan, perEpoch, gen, state)
-        const { tensors, files } = await readStep(plan, data)
-        recorder?.write('train_step', plan, tensors)
-        const reply = worker.call('train_step', plan, { tensors, timeoutMs: 3_600_000 }).catch((e) => { throw nameFile(e, files) })
-        reply.catch(() => undefined) // awaited in order below; this keeps an early failure from being "unhandled"
-        inflight.push({ plan, reply })
-        const checkpoint = plan.checkpoint || plan.step === stopAt
+      const run = await this.start(worker, data, recorder)
+      const pipe = new Pipeline(worker, data, recorder, (plan, result) => this.stepDone(run, plan, result))
+      for (let planned = run.state.step; planned < run.stopAt; planned++) {
+        const plan = planStep(cfg, progressAt(cfg, run.perEpoch, planned), run.gen, run.planData)
+        const snapshot = snapshotOf(plan, run.perEpoch, run.gen, run.state.best)
+        await pipe.send(plan)
+        const checkpoint = plan.checkpoint || plan.step === run.stopAt
         // Evaluations and checkpoints see the state after exactly this step: drain the pipeline.
-        while (inflight.length > (plan.evaluate || checkpoint ? 0 : 1)) await finish()
-        if (plan.evaluate) {
-          last = await evaluateOn(worker, cfg, data, plan.step, snapshot.epoch)
-          appendFileSync(metrics, JSON.stringify(last) + '\n')
-          this.emit('eval', last)
-          if (!state.best || last.miou > state.best.miou) {
-            state.best = { miou: last.miou, step: plan.step, epoch: last.epoch }
-            best = last
-            await save('best', snapshot)
-          }
-          log(`epoch ${last.epoch} step ${plan.step}: ${last.model} mIoU ${(last.miou * 100).toFixed(2)} (best ${(state.best.miou * 100).toFixed(2)} at epoch ${state.best.epoch})`)
-        }
-        if (checkpoint) await save('latest', snapshot)
+        await pipe.drain(plan.evaluate || checkpoint ? 0 : 1)
+        if (plan.evaluate) await this.evaluate(run, plan.step, snapshot)
+        if (checkpoint) await this.save(run, 'latest', snapshot)
       }
-      while (inflight.length) await finish()
-      if (showProgress) process.stderr.write('\n')
-      best ??= bestFromMetrics(metrics)
-      last ??= lastFromMetrics(metrics)
-      const summary: RunSummary = {
-        name: cfg.name, run_dir: this.runDir, steps: done, epochs: Math.floor(done / perEpoch),
-        wall_minutes: (state.wall_ms + Date.now() - started) / 60_000, last, best, splits: data.splits,
-        config_sha: sha(JSON.stringify(cfg)), skipped: data.skipped,
-      }
-      writeFileSync(join(this.runDir, 'summary.json'), JSON.stringify(summary, null, 2))
-      return summary
+      await pipe.drain(0)
+      return this.summarize(run)
     } finally {
       recorder?.close()
       if (!this.opts.worker) await worker.close()
     }
   }
-}
 
-function initialState(cfg: ExperimentConfig, data: RunData): DriverState {
-  return {
-    step: 0, epoch: 0, rng: Rng.keyed(cfg.seed, STREAM.augment).state(), best: null, wall_ms: 0,
-    samplers: {
-      labeled: new Sampler(data.labeled.length, cfg.seed, STREAM.labeledSampler).state(),
-      unlabeled: new Sampler(data.unlabeled.length, cfg.seed, STREAM.unlabeledSampler).state(),
-    },
+  /** Configure the worker, and restore the newest checkpoint when resuming. */
+  private async start(worker: Worker, data: RunData, recorder: Recorder | null): Promise<RunState> {
+    const cfg = this.cfg
+    recorder?.write('configure', workerSettings(cfg))
+    await worker.call('configure', workerSettings(cfg), { timeoutMs: 600_000 })
+    let state = initialState(cfg, data)
+    const ck = this.opts.resume ? findCheckpoint(this.runDir) : null
+    if (ck) {
+      await worker.call('load', { path: ck.workerFile }, { timeoutMs: 600_000 })
+      state = ck.state
+      this.log(`resumed ${this.runDir} at step ${state.step} (epoch ${state.epoch}) from ${ck.dir}`)
+    }
+    const perEpoch = stepsPerEpoch(cfg, data.labeled.length)
+    const total = perEpoch * cfg.sampling.epochs
+    return {
+      worker, data, state, perEpoch, total, gen: generators(cfg, data, state),
+      stopAt: this.opts.stopAfter === undefined ? total : Math.min(total, state.step + this.opts.stopAfter),
+      planData: { ...data.sizes, labelLut: data.dataset.labelLut },
+      metrics: join(this.runDir, 'metrics.jsonl'), started: Date.now(), firstStep: state.step, done: state.step, best: null, last: null,
+    }
+  }
+
+  private stepDone(run: RunState, plan: StepPlan, result: OpResult<'train_step'>): void {
+    const ev = stepEvent(plan, result)
+    appendLine(run.metrics, ev)
+    this.emit('step', ev)
+    run.done = plan.step
+    if (this.opts.progress ?? process.stderr.isTTY) progressLine(plan.step, run.total, run.started, run.firstStep, ev)
+  }
+
+  private async evaluate(run: RunState, step: number, snapshot: DriverState): Promise<void> {
+    const ev = await evaluateOn(run.worker, this.cfg, run.data, step, snapshot.epoch)
+    run.last = ev
+    appendLine(run.metrics, ev)
+    this.emit('eval', ev)
+    if (!run.state.best || ev.miou > run.state.best.miou) {
+      run.state.best = { miou: ev.miou, step, epoch: ev.epoch }
+      run.best = ev
+      await this.save(run, 'best', snapshot)
+    }
+    const best = run.state.best
+    this.log(`epoch ${ev.epoch} step ${step}: ${ev.model} mIoU ${(ev.miou * 100).toFixed(2)} (best ${(best.miou * 100).toFixed(2)} at epoch ${best.epoch})`)
+  }
+
+  private save(run: RunState, name: 'latest' | 'best', snapshot: DriverState): Promise<string> {
+    return saveCheckpoint(join(this.runDir, 'checkpoints', name), run.worker, { ...snapshot, best: run.state.best, wall_ms: this.wallMs(run) }, this.cfg)
+  }
+
+  private summarize(run: RunState): RunSummary {
+    if (this.opts.progress ?? process.stderr.isTTY) process.stderr.write('\n')
+    const logged = evalsFromMetrics(run.metrics)
+    const summary: RunSummary = {
+      name: this.cfg.name, run_dir: this.runDir, steps: run.done, epochs: Math.floor(run.done / run.perEpoch),
+      wall_minutes: this.wallMs(run) / 60_000, last: run.last ?? logged.last, best: run.best ?? logged.best,
+      splits: run.data.splits, config_sha: sha(JSON.stringify(this.cfg)), skipped: run.data.skipped,
+    }
+    writeFileSync(join(this.runDir, 'summary.json'), JSON.stringify(summary, null, 2))
+    return summary
+  }
+
+  private wallMs(run: RunState): number {
+    return run.state.wall_ms + Date.now() - run.started
+  }
+
+  private log(line: string): void {
+    ;(this.opts.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(line)
   }
 }
 
-function generators(cfg: ExperimentConfig, data: RunData, state: DriverState): Generators {
-  return {
-    augment: Rng.fromState(state.rng),
-    labeled: new Sampler(data.labeled.length, cfg.seed, STREAM.labeledSampler, state.samplers.labeled),
-    unlabeled: new Sampler(data.unlabeled.length, cfg.seed, STREAM.unlabeledSampler, state.samplers.unlabeled),
-  }
-}
-
-/** The driver's state right after planning `plan`: what a checkpoint taken after it holds. */
-function snapshotOf(plan: StepPlan, perEpoch: number, gen: Generators, state: DriverState): DriverState {
-  return {
-    step: plan.step, epoch: Math.floor(plan.step / perEpoch), rng: gen.augment.state(), best: state.best, wall_ms: 0,
-    samplers: { labeled: gen.labeled.state(), unlabeled: gen.unlabeled.state() },
-  }
-}
-
-/** The encoded bytes of the plan's samples, as the step's tensors. */
-async function readStep(plan: StepPlan, data: RunData) {
-  const lrefs = plan.samples.labeled.map((i) => data.labeled[i]!)
-  const urefs = plan.samples.unlabeled.map((i) => data.unlabeled[i]!)
-  const [ls, us] = await Promise.all([Promise.all(lrefs.map((r) => readSample(r))), Promise.all(urefs.map((r) => readSample(r)))])
-  const tensors: Tensors = {}
-  ls.forEach((s, i) => { tensors[`img_l.${i}`] = bytesTensor(s.image); tensors[`lbl_l.${i}`] = bytesTensor(s.label!) })
-  us.forEach((s, i) => { tensors[`img_u.${i}`] = bytesTensor(s.image) })
-  return { tensors, files: { img_l: lrefs.map((r) => r.image), lbl_l: lrefs.map((r) => r.label ?? ''), img_u: urefs.map((r) => r.image) } }
-}
-
-function stepEvent(plan: StepPlan, r: OpResult<'train_step'>): StepEvent {
-  return {
-    type: 'step', step: plan.step, epoch: plan.epoch, lr: plan.lr, head_lr: plan.head_lr, ema_decay: plan.ema.decay,
-    weak_threshold: plan.policy.weak_threshold, params: plan.params,
-    total: r.total, losses: r.losses, stats: r.stats, time_ms: r.time_ms,
-  }
-}
-
-/** A worker error about one of a step's tensors (say `tensors.lbl_l.1`) names that tensor's file. */
-function nameFile(e: unknown, files: Record<string, string[]>): unknown {
-  const m = e instanceof WorkerError ? /^tensors\.(img_l|lbl_l|img_u)\.(\d+)$/.exec(e.path ?? '') : null
-  const file = m ? files[m[1]!]?.[Number(m[2])] : undefined
-  if (!file) return e
-  const err = new Error(`${file}: ${(e as WorkerError).message}`)
-  ;(err as Error & { cause?: unknown }).cause = e
-  return err
+/** What one invocation of run() works with. */
+interface RunState {
+  worker: Worker
+  data: RunData
+  state: DriverState
+  gen: Generators
+  planData: PlanData
+  perEpoch: number
+  total: number
+  stopAt: number
+  metrics: string
+  started: number
+  firstStep: number
+  done: number
+  best: EvalEvent | null
+  last: EvalEvent | null
 }
 
 function sha(text: string): string {
@@ -234,27 +197,4 @@ function sha(text: string): string {
   return (h >>> 0).toString(16).padStart(8, '0')
 }
 
-function readEvals(metrics: string): EvalEvent[] {
-  if (!existsSync(metrics)) return []
-  return readFileSync(metrics, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.type === 'eval')
-}
-
-function bestFromMetrics(metrics: string): EvalEvent | null {
-  return readEvals(metrics).reduce<EvalEvent | null>((b, e) => (!b || e.miou > b.miou ? e : b), null)
-}
-
-function lastFromMetrics(metrics: string): EvalEvent | null {
-  return readEvals(metrics).pop() ?? null
-}
-
-function progressLine(step: number, total: number, t0: number, startStep: number, ev: StepEvent): void {
-  const rate = (step - startStep) / Math.max(1e-3, (Date.now() - t0) / 1000)
-  const eta = rate > 0 ? (total - step) / rate : 0
-  const mm = (s: number) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`
-  const losses = Object.entries(ev.losses).map(([k, v]) => `${k} ${v.value.toFixed(3)}`).join(' ')
-  const width = 24
-  const filled = Math.round((step / total) * width)
-  process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${step}/${total} ep ${ev.epoch} ${losses} ${rate.toFixed(1)} it/s ETA ${mm(eta)}   `)
-}
-
-export { readCheckpoint, type EvalEvent }
+export { readCheckpoint, type EvalEvent, type StepEvent }

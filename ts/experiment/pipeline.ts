@@ -1,0 +1,58 @@
+// The step pipeline: a plan's samples are read and the request is on the wire while the worker
+// computes the step before it (at most `depth` steps in flight); replies are taken in order.
+import { readSample } from '../data/dataset.ts'
+import type { StepPlan } from '../policy/plan.ts'
+import type { CallResult } from '../wire/connection.ts'
+import { WorkerError } from '../wire/errors.ts'
+import type { OpResult } from '../wire/ops/index.ts'
+import { bytesTensor, type Tensors } from '../wire/tensor.ts'
+import type { Worker } from '../worker/worker.ts'
+import type { RunData } from './data.ts'
+import type { Recorder } from './record.ts'
+
+type StepReply = CallResult<OpResult<'train_step'>>
+
+export class Pipeline {
+  private inflight: Array<{ plan: StepPlan; reply: Promise<StepReply> }> = []
+
+  constructor(private worker: Worker, private data: RunData, private recorder: Recorder | null,
+    private onDone: (plan: StepPlan, result: OpResult<'train_step'>) => void) {}
+
+  /** Read the plan's samples, record the request and send it. */
+  async send(plan: StepPlan): Promise<void> {
+    const { tensors, files } = await readStep(plan, this.data)
+    this.recorder?.write('train_step', plan, tensors)
+    const reply = this.worker.call('train_step', plan, { tensors, timeoutMs: 3_600_000 }).catch((e) => { throw nameFile(e, files) })
+    reply.catch(() => undefined) // awaited in order by drain; this keeps an early failure from being "unhandled"
+    this.inflight.push({ plan, reply })
+  }
+
+  /** Wait for replies, oldest first, until at most `keep` steps are in flight. */
+  async drain(keep: number): Promise<void> {
+    while (this.inflight.length > keep) {
+      const { plan, reply } = this.inflight.shift()!
+      this.onDone(plan, (await reply).body)
+    }
+  }
+}
+
+/** The encoded bytes of the plan's samples, as the step's tensors, and their files. */
+async function readStep(plan: StepPlan, data: RunData): Promise<{ tensors: Tensors; files: Record<string, string[]> }> {
+  const lrefs = plan.samples.labeled.map((i) => data.labeled[i]!)
+  const urefs = plan.samples.unlabeled.map((i) => data.unlabeled[i]!)
+  const [ls, us] = await Promise.all([Promise.all(lrefs.map((r) => readSample(r))), Promise.all(urefs.map((r) => readSample(r)))])
+  const tensors: Tensors = {}
+  ls.forEach((s, i) => { tensors[`img_l.${i}`] = bytesTensor(s.image); tensors[`lbl_l.${i}`] = bytesTensor(s.label!) })
+  us.forEach((s, i) => { tensors[`img_u.${i}`] = bytesTensor(s.image) })
+  return { tensors, files: { img_l: lrefs.map((r) => r.image), lbl_l: lrefs.map((r) => r.label ?? ''), img_u: urefs.map((r) => r.image) } }
+}
+
+/** A worker error about one of a step's tensors (say `tensors.lbl_l.1`) names that tensor's file. */
+function nameFile(e: unknown, files: Record<string, string[]>): unknown {
+  const m = e instanceof WorkerError ? /^tensors\.(img_l|lbl_l|img_u)\.(\d+)$/.exec(e.path ?? '') : null
+  const file = m ? files[m[1]!]?.[Number(m[2])] : undefined
+  if (!file) return e
+  const err = new Error(`${file}: ${(e as WorkerError).message}`)
+  ;(err as Error & { cause?: unknown }).cause = e
+  return err
+}
