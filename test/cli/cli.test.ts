@@ -6,6 +6,8 @@ import { join } from 'node:path'
 import { encodeLabelPng } from '../../ts/data/png.ts'
 import { describe, expect, it } from 'vitest'
 import { ROOT } from '../../ts/paths.ts'
+import type { CommandDecl } from '../../ts/cli/args.ts'
+import { COMMANDS } from '../../ts/cli/commands.ts'
 
 const PRCL = join(ROOT, 'ts/cli/prcl.mjs')
 
@@ -48,7 +50,89 @@ describe('prcl schemas', () => {
   })
 })
 
+describe('help and version', () => {
+  const declared = (c: CommandDecl) => Object.keys(c.options).map((o) => `--${o}`)
+
+  it('prcl --help lists every command and exits 0', () => {
+    const r = prcl(['--help'])
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/^usage: prcl <command>/)
+    for (const c of COMMANDS) expect(r.stdout).toMatch(new RegExp(`^  ${c.name} +${c.summary.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'))
+  })
+
+  it('--version prints package.json\'s version', () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+    for (const flag of ['--version', '-V']) {
+      const r = prcl([flag])
+      expect(r.status, r.stderr).toBe(0)
+      expect(r.stdout.trim()).toBe(version)
+    }
+  })
+
+  it.each(COMMANDS.map((c) => [c.name, c] as const))('prcl %s --help prints its usage and every declared option, exit 0', (name, c) => {
+    const r = prcl([name, '--help'])
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(new RegExp(`^usage: prcl ${name}\\b`))
+    for (const o of [...declared(c), '--help']) expect(r.stdout).toMatch(new RegExp(`^ +(-\\w, )?${o}\\b`, 'm'))
+    expect(r.stderr).toBe('')
+  })
+
+  it('-h and prcl help <command> print the same help', () => {
+    const a = prcl(['train', '--help']).stdout
+    expect(prcl(['train', '-h']).stdout).toBe(a)
+    expect(prcl(['help', 'train']).stdout).toBe(a)
+  })
+})
+
 describe('command-line mistakes', () => {
+  const noStack = (s: string) => expect(s).not.toMatch(/^\s+at /m)
+
+  it.each([
+    ['train', '--bogus'],
+    ['eval', '--checkpont'],
+    ['synth', '--seeed'],
+    ['bench', '--jsn'],
+    ['repl', '--devcie'],
+  ])('prcl %s %s: exit 2, the option named, the command\'s usage', (name, opt) => {
+    const r = prcl([name, opt])
+    expect(r.status).toBe(2)
+    expect(r.stderr).toContain(`prcl ${name}: unknown option '${opt}'`)
+    expect(r.stderr).toMatch(new RegExp(`usage: prcl ${name}\\b`))
+    noStack(r.stderr)
+    expect(r.stdout).toBe('')
+  })
+
+  it.each([
+    [['synth', '--out', 'x', '--seed', 'abc'], /--seed must be an integer, got 'abc'/],
+    [['eval', '--run', 'x', '--model', 'everyone'], /--model must be one of teacher, student, both, got 'everyone'/],
+    [['train', '--config', 'synthetic-demo', '--stop-after', '0'], /--stop-after must be a positive integer, got '0'/],
+    [['demo', '--seeds', '0,x'], /--seeds must be comma-separated non-negative integers, got '0,x'/],
+    [['bench', 'step', '--model', 'r50'], /--model must be one of tiny, r101, got 'r50'/],
+    [['split', '--out', 'x', '--list'], /option '--list' needs a value \(FILE\)/],
+    [['predict', '--run', 'x'], /missing --out DIR/],
+    [['doctor', 'now'], /unexpected argument 'now'/],
+  ])('bad value %j: exit 2, named, with usage', (args, message) => {
+    const r = prcl(args)
+    expect(r.status).toBe(2)
+    expect(r.stderr).toMatch(message)
+    expect(r.stderr).toMatch(new RegExp(`usage: prcl ${args[0]}\\b`))
+    noStack(r.stderr)
+  })
+
+  it('pytest hands its arguments to pytest; --help before them is ours', () => {
+    const r = prcl(['pytest', '--help'])
+    expect(r.status).toBe(0)
+    expect(r.stdout).toMatch(/^usage: prcl pytest/)
+    const v = prcl(['pytest', '--version'])
+    expect(v.status, v.stderr).toBe(0)
+    expect(v.stdout + v.stderr).toMatch(/pytest \d+\.\d+/)
+    const h = prcl(['pytest', '--', '--help'])
+    expect(h.status, h.stderr).toBe(0)
+    expect(h.stdout).not.toMatch(/usage: prcl/)
+    expect(h.stdout).toMatch(/usage: .*pytest|-k EXPRESSION/)
+  })
+
+
   it('an unknown command exits 2 and names it', () => {
     const r = prcl(['trian'])
     expect(r.status).toBe(2)
@@ -109,7 +193,7 @@ describe('prcl split', () => {
 
 describe('prcl repl', () => {
   function startRepl() {
-    const p = spawn(process.execPath, [PRCL, 'repl'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
+    const p = spawn(process.execPath, [PRCL, 'repl'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PRCL_REPL_HISTORY: '' } })
     let out = ''
     let err = ''
     p.stdout.on('data', (d) => { out += d })

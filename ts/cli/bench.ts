@@ -2,20 +2,15 @@
 // appended to bench/results/<name>.jsonl, one JSON line with the machine it ran on.
 import { appendFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { ROOT } from '../paths.ts'
+import { parseCommand } from './args.ts'
+import { bench as BENCH } from './commands.ts'
 import { UsageError } from './usage.ts'
 
 const NAMES = ['wire', 'prcl-loss', 'step', 'overhead'] as const
 
 export async function bench(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args, allowPositionals: true, strict: true,
-    options: {
-      json: { type: 'boolean' }, save: { type: 'boolean' }, transport: { type: 'string' }, baseline: { type: 'boolean' },
-      device: { type: 'string' }, quick: { type: 'boolean' }, model: { type: 'string' }, steps: { type: 'string' },
-    },
-  })
+  const { values, positionals } = parseCommand(BENCH, args)
   const [name] = positionals
   let result: object
   let table: string
@@ -28,20 +23,15 @@ export async function bench(args: string[]): Promise<number> {
     const r = await prclLossBench({ device: values.device, quick: values.quick })
     ;[result, table] = [r, prclLossTable(r)]
   } else if (name === 'step') {
-    if (values.model !== undefined && values.model !== 'tiny' && values.model !== 'r101') {
-      throw new UsageError(`--model must be tiny or r101, got '${values.model}'`)
-    }
-    const steps = values.steps === undefined ? undefined : Number(values.steps)
-    if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) throw new UsageError(`--steps must be a positive integer, got '${values.steps}'`)
     const { stepBench, stepTable } = await import('../bench/step.ts')
-    const r = await stepBench({ model: values.model as 'tiny' | 'r101' | undefined, device: values.device, steps })
+    const r = await stepBench({ model: values.model as 'tiny' | 'r101' | undefined, device: values.device, steps: values.steps })
     ;[result, table] = [r, stepTable(r)]
   } else if (name === 'overhead') {
     const { overheadBench, overheadTable } = await import('../bench/overhead.ts')
-    const r = await overheadBench({ steps: values.steps === undefined ? undefined : Number(values.steps) })
+    const r = await overheadBench({ steps: values.steps })
     ;[result, table] = [r, overheadTable(r)]
   } else {
-    throw new UsageError(`unknown benchmark '${name ?? ''}' (available: ${NAMES.join(', ')})`)
+    throw new UsageError(`unknown benchmark '${name ?? ''}' (available: ${NAMES.join(', ')})`, 'bench')
   }
   if (values.save) {
     const dir = join(ROOT, 'bench', 'results')

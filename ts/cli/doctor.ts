@@ -1,13 +1,14 @@
 // `prcl doctor [--json]`: which Python runs the worker (and which candidates were refused and
 // why), then a real worker's hello and a round trip.
-import { parseArgs } from 'node:util'
 import { createRequire } from 'node:module'
 import { findPython, PythonNotFoundError } from '../worker/python.ts'
 import { Worker } from '../worker/worker.ts'
 import { PROTOCOL_VERSION } from '../wire/envelope.ts'
+import { parseCommand } from './args.ts'
+import { doctor as DOCTOR } from './commands.ts'
 
 export async function doctor(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { json: { type: 'boolean' }, device: { type: 'string' } }, strict: true })
+  const { values } = parseCommand(DOCTOR, args)
   const say = (line: string) => { if (!values.json) console.log(line) }
   const zmqVersion = (createRequire(import.meta.url)('zeromq/package.json') as { version: string }).version
   say(`node ${process.versions.node}, zeromq ${zmqVersion}, protocol v${PROTOCOL_VERSION}`)

@@ -1,84 +1,78 @@
-// Entry point of the `prcl` command line.
+// Entry point of the `prcl` command line. Options and help come from the declarations in
+// commands.ts; each command's module is loaded only when it runs.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { schemaDrift, writeSchemas } from './schemas.ts'
+import { ROOT } from '../paths.ts'
+import { HelpRequested, helpText, usageFromParseError, usageText } from './args.ts'
+import { COMMANDS, findCommand } from './commands.ts'
 import { exitCleanlyOnSignals } from './signals.ts'
 import { UsageError } from './usage.ts'
 
-const USAGE = `usage: prcl <command> [options]
+type Run = (args: string[]) => Promise<number>
 
-commands:
-  demo [--json]          the CPU demo: synthetic data, supervised-only vs PRCL over 3 seeds
-  train --config <preset|file> [--set path=value]... [--run-dir DIR] | --resume DIR
-  eval --run DIR [--checkpoint best|latest] [--model teacher|student|both]
-  predict --run DIR --out DIR IMAGE...   class maps (and --var σ² maps) as PNGs
-  synth --out DIR        write the synthetic dataset (VOC layout)
-  split --list FILE --labeled N --out DIR [--seed S] [--mode random|class-balanced --labels DIR]
-                         a seeded labeled/unlabeled split of your own (PRCL-style files)
-  doctor [--json]        find Python, start a worker, print what it says
-  schemas [--check]      write schemas/*.json from the TypeScript types (--check: fail on drift)
-  repl                   TypeScript REPL with a connected worker in scope
-  bench <wire|prcl-loss|step> [--json] [--save]   benchmarks (bench/results/)
-  pytest [args]          run the Python tests with the worker's interpreter
-`
+const RUN: Record<string, Run> = {
+  demo: async (a) => (await import('./demo.ts')).demo(a),
+  train: async (a) => (await import('./train.ts')).train(a),
+  eval: async (a) => (await import('./eval.ts')).evalCommand(a),
+  predict: async (a) => (await import('./predict.ts')).predictCommand(a),
+  synth: async (a) => (await import('./synth.ts')).synth(a),
+  split: async (a) => (await import('./split.ts')).split(a),
+  doctor: async (a) => (await import('./doctor.ts')).doctor(a),
+  schemas: async (a) => (await import('./schemas.ts')).schemasCommand(a),
+  repl: async (a) => (await import('./repl.ts')).repl(a),
+  bench: async (a) => (await import('./bench.ts')).bench(a),
+  pytest: async (a) => (await import('./pytest.ts')).pytest(a),
+}
 
+function version(): string {
+  return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
+}
+
+/** The command being run, for naming it in errors. */
+let current: string | undefined
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv
-  switch (command) {
-    case 'schemas': {
-      const { values } = parseArgs({ args: rest, options: { check: { type: 'boolean' } }, strict: true })
-      if (values.check) {
-        const drift = schemaDrift()
-        if (drift.length > 0) {
-          console.error(`schemas/ is out of date with the types in ts/: ${drift.join(', ')}\nrun: npx prcl schemas`)
-          return 1
-        }
-        console.log('schemas/ matches the types')
-        return 0
-      }
-      console.log(`wrote ${writeSchemas().map((f) => `schemas/${f}`).join(', ')}`)
-      return 0
-    }
-    case 'train':
-      return (await import('./train.ts')).train(rest)
-    case 'eval':
-      return (await import('./eval.ts')).evalCommand(rest)
-    case 'predict':
-      return (await import('./predict.ts')).predictCommand(rest)
-    case 'synth':
-      return (await import('./synth.ts')).synth(rest)
-    case 'split':
-      return (await import('./split.ts')).split(rest)
-    case 'demo':
-      return (await import('./demo.ts')).demo(rest)
-    case 'doctor':
-      return (await import('./doctor.ts')).doctor(rest)
-    case 'repl':
-      return (await import('./repl.ts')).repl(rest)
-    case 'bench':
-      return (await import('./bench.ts')).bench(rest)
-    case 'pytest':
-      return (await import('./pytest.ts')).pytest(rest)
-    case undefined:
-    case '-h':
-    case '--help':
-    case 'help':
-      console.log(USAGE)
-      return command === undefined ? 1 : 0
-    default:
-      throw new UsageError(`unknown command '${command}'`)
+  const [first, ...rest] = argv
+  if (first === undefined) {
+    process.stdout.write(usageText(COMMANDS))
+    return 1
   }
+  if (first.startsWith('-')) {
+    const { values } = parseArgs({ args: argv, strict: true, options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'V' } } })
+    if (values.version) console.log(version())
+    else process.stdout.write(usageText(COMMANDS))
+    return 0
+  }
+  if (first === 'help') {
+    const { positionals } = parseArgs({ args: rest, strict: true, allowPositionals: true })
+    const c = positionals[0] === undefined ? undefined : findCommand(positionals[0])
+    if (positionals[0] !== undefined && !c) throw new UsageError(`unknown command '${positionals[0]}'`)
+    process.stdout.write(c ? helpText(c) : usageText(COMMANDS))
+    return 0
+  }
+  const c = findCommand(first)
+  const run = c && RUN[c.name]
+  if (!c || !run) throw new UsageError(`unknown command '${first}'`)
+  current = c.name
+  return run(rest)
 }
 
 exitCleanlyOnSignals()
 try {
   process.exitCode = await main(process.argv.slice(2))
 } catch (e) {
-  if ((e as Error).name === 'ConfigError') {
+  const code = (e as { code?: string }).code
+  if (e instanceof HelpRequested) {
+    process.stdout.write(helpText(e.command))
+    process.exitCode = 0
+  } else if ((e as Error).name === 'ConfigError') {
     console.error(`prcl: ${(e as Error).message}`)
     process.exitCode = 2
-  } else if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-    console.error(`prcl: ${(e as Error).message}\n\n${USAGE}`)
+  } else if (e instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
+    const c = findCommand((e as UsageError).command ?? current ?? '')
+    const msg = e instanceof UsageError ? e.message : usageFromParseError(e as Error, c).message
+    console.error(c ? `prcl ${c.name}: ${msg}\n\n${helpText(c)}` : `prcl: ${msg}\n\n${usageText(COMMANDS)}`)
     process.exitCode = 2
   } else {
     console.error(e)

@@ -2,26 +2,21 @@
 // PNGs (VOC colours) and, with --var, the σ² map scaled to 8 bits, for each image.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, extname, join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { encodeLabelPng, encodeRgbPng } from '../data/png.ts'
 import { loadCheckpointWorker } from '../experiment/evaluate.ts'
 import { bytesTensor, type Tensors } from '../wire/tensor.ts'
-import { UsageError } from './usage.ts'
+import { parseCommand } from './args.ts'
+import { predict as PREDICT } from './commands.ts'
 
 export async function predictCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args, strict: true, allowPositionals: true,
-    options: { run: { type: 'string' }, checkpoint: { type: 'string' }, out: { type: 'string' }, var: { type: 'boolean' }, model: { type: 'string' } },
-  })
-  if (!values.run || !values.out || positionals.length === 0) throw new UsageError('predict needs --run DIR --out DIR and one or more image files')
-  const model = (values.model ?? 'teacher') as 'teacher' | 'student'
-  if (model !== 'teacher' && model !== 'student') throw new UsageError(`--model must be teacher or student, got '${values.model}'`)
-  const { worker } = await loadCheckpointWorker(values.run, values.checkpoint ?? 'best')
+  const { values, positionals } = parseCommand(PREDICT, args)
+  const model = values.model
+  const { worker } = await loadCheckpointWorker(values.run, values.checkpoint)
   try {
     mkdirSync(values.out, { recursive: true })
     for (const file of positionals) {
       let bytes: Buffer
-      try { bytes = readFileSync(file) } catch (e) { throw new Error(`cannot read ${file}: ${(e as Error).message}`) }
+      try { bytes = readFileSync(file) } catch (e) { throw new Error(`cannot read ${file}: ${(e as Error).message}`, { cause: e }) }
       const tensors: Tensors = { 'img.0': bytesTensor(bytes) }
       const r = await worker.call('predict', { model, outputs: values.var ? ['classes', 'var'] : ['classes'] }, { tensors, timeoutMs: 600_000 })
       const cls = r.tensors['classes.0']!

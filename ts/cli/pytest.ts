@@ -1,11 +1,15 @@
-// `prcl pytest [args]`: the Python tests, run by the interpreter the worker uses.
+// `prcl pytest [args]`: the Python tests, run by the interpreter the worker uses. Every argument
+// goes to pytest, except a --help of our own (`prcl pytest -- --help` for pytest's).
 import { spawn } from 'node:child_process'
 import { PY_DIR, ROOT } from '../paths.ts'
 import { findPython } from '../worker/python.ts'
+import { parseCommand } from './args.ts'
+import { pytest as PYTEST } from './commands.ts'
 
 export async function pytest(args: string[]): Promise<number> {
+  const { positionals: forwarded } = parseCommand(PYTEST, args)
   const { python } = await findPython()
-  const child = spawn(python, ['-m', 'pytest', 'py/tests', ...args], {
+  const child = spawn(python, ['-m', 'pytest', 'py/tests', ...forwarded], {
     cwd: ROOT, stdio: 'inherit', env: { ...process.env, PYTHONPATH: PY_DIR },
   })
   return new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))))

@@ -3,6 +3,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path'
 import { schemaFiles } from '../wire/schema-files.ts'
 import { SCHEMAS_DIR } from '../paths.ts'
+import { parseCommand } from './args.ts'
+import { schemas as SCHEMAS } from './commands.ts'
 
 export function writeSchemas(dir = SCHEMAS_DIR): string[] {
   mkdirSync(dir, { recursive: true })
@@ -24,4 +26,20 @@ export function schemaDrift(dir = SCHEMAS_DIR): string[] {
     for (const name of readdirSync(dir)) if (name.endsWith('.json') && !(name in files)) drift.push(`${name} (not generated)`)
   }
   return drift
+}
+
+/** `prcl schemas [--check]`. */
+export async function schemasCommand(args: string[]): Promise<number> {
+  const { values } = parseCommand(SCHEMAS, args)
+  if (values.check) {
+    const drift = schemaDrift()
+    if (drift.length > 0) {
+      console.error(`schemas/ is out of date with the types in ts/: ${drift.join(', ')}\nrun: npx prcl schemas`)
+      return 1
+    }
+    console.log('schemas/ matches the types')
+    return 0
+  }
+  console.log(`wrote ${writeSchemas().map((f) => `schemas/${f}`).join(', ')}`)
+  return 0
 }

@@ -4,41 +4,22 @@
 // one's own is a different benchmark from the published ones: its hash goes with every result.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import { labelClasses } from '../data/label-classes.ts'
 import { generateSplit, identityOfText, readSplit } from '../data/splits.ts'
+import { parseCommand } from './args.ts'
+import { split as SPLIT } from './commands.ts'
 import { UsageError } from './usage.ts'
 
 export async function split(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args, strict: true,
-    options: {
-      list: { type: 'string' }, labeled: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' },
-      mode: { type: 'string' }, labels: { type: 'string' }, 'min-classes': { type: 'string' }, json: { type: 'boolean' },
-    },
-  })
-  if (!values.list) throw new UsageError('split needs --list FILE (the ids to split: any split file, e.g. train_aug.txt)')
-  if (!values.out) throw new UsageError('split needs --out DIR')
-  const int = (name: string, v: string | undefined, fallback?: number) => {
-    if (v === undefined) {
-      if (fallback === undefined) throw new UsageError(`split needs --${name} N`)
-      return fallback
-    }
-    const n = Number(v)
-    if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`--${name} must be a non-negative integer, got '${v}'`)
-    return n
-  }
-  const count = int('labeled', values.labeled)
-  const seed = int('seed', values.seed, 0)
-  const mode = values.mode ?? 'random'
-  if (mode !== 'random' && mode !== 'class-balanced') throw new UsageError(`--mode must be random or class-balanced, got '${mode}'`)
-  if (mode === 'class-balanced' && !values.labels) throw new UsageError('--mode class-balanced needs --labels DIR (label PNGs named <id>.png)')
+  const { values } = parseCommand(SPLIT, args)
+  const { labeled: count, seed, mode } = values
+  if (mode === 'class-balanced' && !values.labels) throw new UsageError('--mode class-balanced needs --labels DIR (label PNGs named <id>.png)', 'split')
   const ids = (await readSplit(resolve(values.list))).map((e) => e.id)
   const labels = values.labels ? resolve(values.labels) : ''
   const result = mode === 'random'
     ? await generateSplit({ mode, ids, count, seed })
     : await generateSplit({
-      mode, ids, count, seed, minClasses: int('min-classes', values['min-classes'], 1),
+      mode, ids, count, seed, minClasses: values['min-classes'],
       classesOf: (id) => labelClasses(join(labels, `${id}.png`), null),
     })
   const out = resolve(values.out)

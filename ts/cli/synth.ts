@@ -1,35 +1,15 @@
 // `prcl synth --out DIR [--seed N] [--images N] [--val N] [--size N] [--classes N] [--labeled N]
 //   [--hue-spread X] [--any-hue P]`
-import { parseArgs } from 'node:util'
 import { generateSynthetic } from '../data/synth.ts'
-import { UsageError } from './usage.ts'
+import { parseCommand } from './args.ts'
+import { synth as SYNTH } from './commands.ts'
 
 export async function synth(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args, strict: true,
-    options: {
-      out: { type: 'string' }, seed: { type: 'string' }, images: { type: 'string' }, val: { type: 'string' },
-      size: { type: 'string' }, classes: { type: 'string' }, labeled: { type: 'string' }, json: { type: 'boolean' },
-      'hue-spread': { type: 'string' }, 'any-hue': { type: 'string' },
-    },
-  })
-  if (!values.out) throw new UsageError('synth needs --out DIR')
-  const num = (name: string, v: string | undefined) => {
-    if (v === undefined) return undefined
-    const n = Number(v)
-    if (!Number.isInteger(n)) throw new UsageError(`--${name} must be an integer, got '${v}'`)
-    return n
-  }
-  const real = (name: string, v: string | undefined) => {
-    if (v === undefined) return undefined
-    const n = Number(v)
-    if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${v}'`)
-    return n
-  }
+  const { values } = parseCommand(SYNTH, args)
   const summary = await generateSynthetic({
-    out: values.out, seed: num('seed', values.seed), images: num('images', values.images), val: num('val', values.val),
-    size: num('size', values.size), classes: num('classes', values.classes), labeled: num('labeled', values.labeled),
-    hueSpread: real('hue-spread', values['hue-spread']), anyHue: real('any-hue', values['any-hue']),
+    out: values.out, seed: values.seed, images: values.images, val: values.val,
+    size: values.size, classes: values.classes, labeled: values.labeled,
+    hueSpread: values['hue-spread'], anyHue: values['any-hue'],
   })
   if (values.json) console.log(JSON.stringify(summary))
   else {

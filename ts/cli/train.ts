@@ -1,21 +1,15 @@
 // `prcl train --config <preset|file> [--set path=value …] [--run-dir DIR] [--resume DIR] [--record FILE]`
-import { parseArgs } from 'node:util'
 import { loadConfig } from '../config/load.ts'
 import { Experiment } from '../experiment/run.ts'
+import { parseCommand } from './args.ts'
+import { train as TRAIN } from './commands.ts'
 import { UsageError } from './usage.ts'
 
 export async function train(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args, strict: true,
-    options: {
-      config: { type: 'string' }, set: { type: 'string', multiple: true }, 'run-dir': { type: 'string' },
-      resume: { type: 'string' }, json: { type: 'boolean' }, 'stop-after': { type: 'string' }, record: { type: 'string' },
-    },
-  })
-  if (!values.config && !values.resume) throw new UsageError('train needs --config <preset or file> (or --resume <run dir>)')
-  const stopAfter = values['stop-after'] === undefined ? undefined : Number(values['stop-after'])
-  if (stopAfter !== undefined && !(Number.isInteger(stopAfter) && stopAfter > 0)) throw new UsageError(`--stop-after must be a positive integer, got '${values['stop-after']}'`)
-  const cfg = values.config ? loadConfig(values.config, values.set ?? []) : undefined
+  const { values } = parseCommand(TRAIN, args)
+  if (!values.config && !values.resume) throw new UsageError('train needs --config <preset or file> (or --resume <run dir>)', 'train')
+  const stopAfter = values['stop-after']
+  const cfg = values.config ? loadConfig(values.config, values.set) : undefined
   const exp = new Experiment(cfg!, { runDir: values.resume ?? values['run-dir'], resume: !!values.resume, stopAfter, record: values.record })
   if (!values.json) {
     console.log(`run directory: ${exp.runDir}`)

@@ -1,4 +1,6 @@
-/** A mistake in the command line; the CLI prints it with the usage text and exits 2. */
+/** A mistake in the command line; the CLI prints it with the command's usage and exits 2.
+ *  `command` names the command whose help to print (main falls back to the one it ran). */
 export class UsageError extends Error {
   override name = 'UsageError'
+  constructor(message: string, readonly command?: string) { super(message) }
 }

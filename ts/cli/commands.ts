@@ -1,0 +1,147 @@
+// Every `prcl` command's options, declared once: each command parses its arguments with its
+// declaration (parseCommand), and `prcl --help` / `prcl <command> --help` print from it.
+// No heavy imports here: `prcl --help` loads only this file.
+import { command, type CommandDecl } from './args.ts'
+
+export const demo = command({
+  name: 'demo',
+  summary: 'the CPU demo: synthetic data, supervised-only vs PRCL over 3 seeds, last-epoch mIoU',
+  options: {
+    json: { type: 'boolean', description: 'end with one JSON object (both mIoUs, seeds, minutes, every run)' },
+    seeds: { type: 'string', value: 'LIST', kind: 'counts', description: 'comma-separated seeds [default: 0,1,2]' },
+    out: { type: 'string', value: 'DIR', description: 'where the dataset and runs go' },
+  },
+})
+
+export const train = command({
+  name: 'train',
+  summary: 'train from a preset or config file, or resume a run from its newest checkpoint',
+  options: {
+    config: { type: 'string', value: 'PRESET|FILE', description: 'a preset (voc-662-prcl, cityscapes-150-prcl, …) or a JSON/YAML file' },
+    set: { type: 'string', value: 'PATH=VALUE', multiple: true, description: 'override a setting; the value parses as JSON' },
+    'run-dir': { type: 'string', value: 'DIR', description: 'the run directory [default: runs/<name>-<time>]' },
+    resume: { type: 'string', value: 'DIR', description: 'continue the run in DIR exactly from its newest checkpoint' },
+    json: { type: 'boolean', description: 'print only the summary, as JSON' },
+    'stop-after': { type: 'string', value: 'N', kind: 'positive', description: 'stop after N more steps (the schedule stays the full run\'s)' },
+    record: { type: 'string', value: 'FILE', description: 'write every worker request to FILE (python -m prcl_worker.replay FILE)' },
+  },
+  notes: ['needs --config, or --resume to continue a run'],
+})
+
+export const evalCmd = command({
+  name: 'eval',
+  summary: 'evaluate a run\'s checkpoint on its validation split (mIoU, per-class IoU)',
+  options: {
+    run: { type: 'string', value: 'DIR', required: true, description: 'the run directory' },
+    checkpoint: { type: 'string', value: 'NAME', choices: ['best', 'latest'], default: 'best', description: 'which checkpoint' },
+    model: { type: 'string', value: 'MODEL', choices: ['teacher', 'student', 'both'], default: 'both', description: 'which network' },
+    json: { type: 'boolean', description: 'print one JSON object' },
+  },
+})
+
+export const predict = command({
+  name: 'predict',
+  summary: 'class maps (and σ² maps) of images as PNGs, from a run\'s checkpoint',
+  positionals: 'IMAGE...',
+  positionalsRequired: true,
+  options: {
+    run: { type: 'string', value: 'DIR', required: true, description: 'the run directory' },
+    out: { type: 'string', value: 'DIR', required: true, description: 'where the PNGs go' },
+    checkpoint: { type: 'string', value: 'NAME', choices: ['best', 'latest'], default: 'best', description: 'which checkpoint' },
+    model: { type: 'string', value: 'MODEL', choices: ['teacher', 'student'], default: 'teacher', description: 'which network' },
+    var: { type: 'boolean', description: 'also write the σ² map scaled to 8 bits (<image>.var.png)' },
+  },
+})
+
+export const synth = command({
+  name: 'synth',
+  summary: 'write the synthetic dataset (Pascal VOC layout) with its split files',
+  options: {
+    out: { type: 'string', value: 'DIR', required: true, description: 'the dataset root' },
+    seed: { type: 'string', value: 'N', kind: 'int', description: 'generator seed' },
+    images: { type: 'string', value: 'N', kind: 'int', description: 'training images' },
+    val: { type: 'string', value: 'N', kind: 'int', description: 'validation images' },
+    labeled: { type: 'string', value: 'N', kind: 'int', description: 'labeled training images' },
+    size: { type: 'string', value: 'N', kind: 'int', description: 'image side in pixels' },
+    classes: { type: 'string', value: 'N', kind: 'int', description: 'classes, background included' },
+    'hue-spread': { type: 'string', value: 'X', kind: 'number', description: 'width of each class\'s hue window' },
+    'any-hue': { type: 'string', value: 'P', kind: 'number', description: 'probability that an object takes any hue' },
+    json: { type: 'boolean', description: 'print the summary as JSON' },
+  },
+})
+
+export const split = command({
+  name: 'split',
+  summary: 'a seeded labeled/unlabeled split of your own, as PRCL-style files',
+  options: {
+    list: { type: 'string', value: 'FILE', required: true, description: 'the ids to split: any split file, e.g. train_aug.txt' },
+    labeled: { type: 'string', value: 'N', kind: 'count', required: true, description: 'how many ids are labeled' },
+    out: { type: 'string', value: 'DIR', required: true, description: 'where labeled_filename.txt and unlabeled_filename.txt go' },
+    seed: { type: 'string', value: 'S', kind: 'count', default: '0', description: 'the seed' },
+    mode: { type: 'string', value: 'MODE', choices: ['random', 'class-balanced'], default: 'random', description: 'how ids are drawn' },
+    labels: { type: 'string', value: 'DIR', description: 'label PNGs named <id>.png (class-balanced)' },
+    'min-classes': { type: 'string', value: 'K', kind: 'count', default: '1', description: 'classes a labeled id must show (class-balanced)' },
+    json: { type: 'boolean', description: 'print one JSON object' },
+  },
+  notes: ['--mode class-balanced needs --labels DIR'],
+})
+
+export const doctor = command({
+  name: 'doctor',
+  summary: 'find Python (and say why candidates were refused), start a worker, time a round trip',
+  options: {
+    json: { type: 'boolean', description: 'print one JSON object' },
+    device: { type: 'string', value: 'DEVICE', description: 'the worker\'s device: auto, cpu, cuda, cuda:N [default: auto]' },
+  },
+})
+
+export const schemas = command({
+  name: 'schemas',
+  summary: 'write schemas/*.json from the TypeScript types',
+  options: {
+    check: { type: 'boolean', description: 'write nothing; fail when schemas/ differs from the types' },
+  },
+})
+
+export const repl = command({
+  name: 'repl',
+  summary: 'TypeScript REPL with top-level await, the API and a connected `worker` in scope',
+  options: {
+    device: { type: 'string', value: 'DEVICE', description: 'the worker\'s device: auto, cpu, cuda, cuda:N [default: auto]' },
+    python: { type: 'string', value: 'PATH', description: 'the interpreter that runs the worker' },
+    quiet: { type: 'boolean', description: 'no banner, no worker log' },
+  },
+  notes: ['history: ~/.prcl_repl_history, or the file named by PRCL_REPL_HISTORY (empty: none)'],
+})
+
+export const bench = command({
+  name: 'bench',
+  summary: 'benchmarks: wire, prcl-loss, step, overhead (results in bench/results/)',
+  positionals: 'NAME',
+  positionalsRequired: true,
+  options: {
+    json: { type: 'boolean', description: 'print the result as JSON' },
+    save: { type: 'boolean', description: 'append the result with the machine to bench/results/NAME.jsonl' },
+    transport: { type: 'string', value: 'ipc|tcp', description: 'wire: the transport' },
+    baseline: { type: 'boolean', description: 'wire: also time bare ZeroMQ' },
+    device: { type: 'string', value: 'DEVICE', description: 'prcl-loss, step: the worker\'s device' },
+    quick: { type: 'boolean', description: 'prcl-loss: small shapes' },
+    model: { type: 'string', value: 'MODEL', choices: ['tiny', 'r101'], description: 'step: the network' },
+    steps: { type: 'string', value: 'N', kind: 'positive', description: 'step, overhead: how many steps' },
+  },
+})
+
+export const pytest = command({
+  name: 'pytest',
+  summary: 'the Python tests (py/tests), run by the worker\'s interpreter',
+  passThrough: true,
+  options: {},
+  notes: ['every argument goes to pytest; `prcl pytest -- --help` shows pytest\'s own help'],
+})
+
+/** In the order `prcl --help` lists them. */
+export const COMMANDS: readonly CommandDecl[] = [demo, train, evalCmd, predict, synth, split, doctor, schemas, repl, bench, pytest]
+
+export function findCommand(name: string): CommandDecl | undefined {
+  return COMMANDS.find((c) => c.name === name)
+}
