@@ -72,6 +72,10 @@ export interface SynthSummary {
   sha256: string
 }
 
+/** The generator's version, recorded in synth.json: the same options make other bytes under
+ *  another version (2: drawn from ts/rng.ts's keyed streams). */
+export const SYNTH_VERSION = 2
+
 export const SYNTH_DEFAULTS = { seed: 0, images: 240, size: 64, classes: 5, labeled: 16, val: 60, quality: 90, hueSpread: 0.65, anyHue: 0.1 } as const
 
 /** The synthetic classes in label order; a dataset with `classes: k` uses the first k. */
@@ -551,7 +555,7 @@ export async function generateSynthetic(opts: SynthOptions): Promise<SynthSummar
     const allPixels = total * o.size * o.size
     const manifest = {
       generator: 'prcl-synth',
-      version: 1,
+      version: SYNTH_VERSION,
       options: Object.fromEntries(Object.keys(SYNTH_DEFAULTS).map((k) => [k, o[k as keyof typeof SYNTH_DEFAULTS]])),
       classes,
       splitDir: splitRel.split(sep).join('/'),

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { preset } from '../config/presets.ts'
 import type { ExperimentConfig } from '../config/schema.ts'
-import { checkSynthOptions, generateSynthetic, type SynthOptions } from '../data/synth.ts'
+import { checkSynthOptions, generateSynthetic, SYNTH_VERSION, type SynthOptions } from '../data/synth.ts'
 import { Worker } from '../worker/worker.ts'
 import { Experiment, type RunSummary } from './run.ts'
 
@@ -39,8 +39,9 @@ async function demoData(dir: string, log: (l: string) => void) {
   const want = checkSynthOptions({ out: dir, ...DEMO_DATA })
   const manifest = join(dir, 'synth.json')
   if (existsSync(manifest)) {
-    const have = JSON.parse(readFileSync(manifest, 'utf8')).options ?? {}
-    if (Object.entries(want).every(([k, v]) => k === 'out' || have[k] === v)) return
+    const written = JSON.parse(readFileSync(manifest, 'utf8'))
+    const have = written.options ?? {}
+    if (written.version === SYNTH_VERSION && Object.entries(want).every(([k, v]) => k === 'out' || have[k] === v)) return
   }
   const s = await generateSynthetic(want)
   log(`synthetic dataset: ${s.ids.train.length} train images (${s.labeled.length} labeled), ${s.ids.val.length} val, in ${dir}`)
