@@ -57,7 +57,7 @@ export async function loadRunData(cfg: ExperimentConfig): Promise<RunData> {
 /** The images' sizes (16 headers read at a time). With skipBad an unreadable image drops its
  *  sample, recorded with the reason; otherwise its error ends the load. */
 async function readSizes(refs: SampleRef[], skipBad: boolean, skipped: RunData['skipped']) {
-  const sizes: Array<ImageSize | null> = new Array(refs.length).fill(null)
+  const sizes: Array<ImageSize | Error> = new Array(refs.length)
   let next = 0
   const lane = async () => {
     while (next < refs.length) {
@@ -66,11 +66,13 @@ async function readSizes(refs: SampleRef[], skipBad: boolean, skipped: RunData['
         sizes[i] = await readImageSize(refs[i]!.image)
       } catch (e) {
         if (!skipBad) throw e
-        skipped.push({ file: refs[i]!.image, reason: (e as Error).message })
+        sizes[i] = e as Error
       }
     }
   }
   await Promise.all(Array.from({ length: 16 }, lane))
-  const keep = refs.map((_, i) => i).filter((i) => sizes[i] !== null)
-  return { refs: keep.map((i) => refs[i]!), sizes: keep.map((i) => sizes[i]!) }
+  // In list order, whatever order the reads finished in.
+  sizes.forEach((s, i) => { if (s instanceof Error) skipped.push({ file: refs[i]!.image, reason: s.message }) })
+  const keep = refs.map((_, i) => i).filter((i) => !(sizes[i] instanceof Error))
+  return { refs: keep.map((i) => refs[i]!), sizes: keep.map((i) => sizes[i] as ImageSize) }
 }
