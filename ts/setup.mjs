@@ -19,7 +19,7 @@ import { RUFF_VERSION, findRuff } from './ruff.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const APT_PACKAGES = ['python3-torch', 'python3-torchvision', 'python3-zmq', 'python3-msgpack', 'python3-numpy',
-  'python3-pil', 'python3-jsonschema', 'python3-fastjsonschema', 'python3-pytest']
+  'python3-pil', 'python3-jsonschema', 'python3-fastjsonschema', 'python3-pytest', 'python3-venv', 'python3-pip']
 
 function run(cmd, args, opts = {}) {
   console.log(`$ ${cmd} ${args.join(' ')}`)
@@ -130,6 +130,7 @@ function instructions(verdict) {
     '  conda:          conda env create -f environment.yml && conda activate prcl',
     `  Debian/Ubuntu:  sudo apt-get install ${APT_PACKAGES.join(' ')}`,
     '  pip (any OS):   python3 -m pip install torch torchvision pyzmq msgpack numpy pillow jsonschema fastjsonschema pytest',
+    '  the worker alone (a GPU node without Node.js): python3 -m pip install ./py, then prcl-worker --connect tcp://DRIVER:PORT',
     '  an interpreter you already have: export PRCL_PYTHON=/path/to/python',
   ].join('\n')
 }

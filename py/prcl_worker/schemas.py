@@ -12,7 +12,14 @@ import fastjsonschema
 
 from .errors import BadMessage, InvalidArgument
 
-DEFAULT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# A checkout (or the npm package): py/prcl_worker/ next to schemas/, which `prcl schemas` rewrites.
+REPO_DIR = os.path.join(_HERE, "..", "..", "schemas")
+# An installed wheel (pip install ./py): the copy py/setup.py puts inside the package at build time.
+PACKAGED_DIR = os.path.join(_HERE, "schema_files")
+# The repository's files when they are there, else the packaged copy. Both hold the same bytes under
+# the same names, so the hash the worker announces is the same either way.
+DEFAULT_DIR = REPO_DIR if os.path.isfile(os.path.join(REPO_DIR, "request.json")) else PACKAGED_DIR
 
 
 def _path(exc):
