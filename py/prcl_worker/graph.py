@@ -45,6 +45,11 @@ class LossGraph:
                                     f"{space}.* has {', '.join(sorted(known[space]))}", f"loss.terms[{i}].inputs.{arg}")
         self.order = _topological(by_name)
 
+    def model_refs(self):
+        """The model outputs (`model.<name>`) the enabled terms read."""
+        return frozenset(ref.partition(".")[2] for t in self.terms for ref in t["inputs"].values()
+                         if ref.startswith("model."))
+
     def needing_unlabeled(self):
         """Names of the enabled terms that read a model output or batch tensor a labeled-only step lacks."""
         return [t["name"] for t in self.terms
@@ -66,8 +71,10 @@ class LossGraph:
             self.schemas.check_loss_params(term["op"], params[term["name"]], f"loss term '{term['name']}'",
                                            f"params.{term['name']}", SpecError)
 
-    def run(self, model, batch, weights, params, generator):
-        """(total, {name: value tensor}, {name: stats}), each term run with its params from the request."""
+    def run(self, model, batch, weights, params, generator, prototype_reduce=None):
+        """(total, {name: value tensor}, {name: stats}), each term run with its params from the request.
+        `prototype_reduce` (ops that take it: prcl) sums PRCL's prototype statistics over ranks."""
+        extras = {"prototype_reduce": prototype_reduce}
         values, stats = {}, {}
         sources = {"model": model, "batch": batch, "term": values}
         total = None
@@ -76,7 +83,8 @@ class LossGraph:
             for arg, ref in term["inputs"].items():
                 space, _, name = ref.partition(".")
                 args[arg] = sources[space][name]
-            out = LOSS_OPS[term["op"]].fn(generator=generator, **args, **params[term["name"]])
+            op = LOSS_OPS[term["op"]]
+            out = op.fn(generator=generator, **{k: extras[k] for k in op.extras}, **args, **params[term["name"]])
             value, extra = out if isinstance(out, tuple) else (out, None)
             values[term["name"]] = value
             if extra:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import zmq
 
-from . import PROTOCOL_VERSION, __version__
+from . import PROTOCOL_VERSION, __version__, distributed
 from .codec import decode_tensors, encode_tensors, frame_buffer
 from .control import Control
 from .errors import (
@@ -124,6 +124,14 @@ class Server:
         self.schemas = Schemas(schemas_dir)
         self._check_registry()
         self.device = _resolve_device(device)
+        # One rank of a torch.distributed group when the torchrun environment says so: joined
+        # here, before the hello that reports it (cuda becomes cuda:LOCAL_RANK).
+        try:
+            self.device, self.dist = distributed.start(self.device)
+        except distributed.DistEnvError as exc:
+            raise SystemExit(f"prcl-worker: bad distributed environment: {exc}") from None
+        except distributed.DistInitError as exc:
+            raise SystemExit(f"prcl-worker: {exc}") from None
         self.heartbeat_ms = heartbeat_ms
         self.counters = {"received": 0, "replied": 0, "errors": 0, "dropped": 0, "prepared_ahead": 0}
         self.by_error = {}
@@ -178,7 +186,7 @@ class Server:
             "numpy": np.__version__, "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
             "heartbeat_ms": self.heartbeat_ms, "schema_hash": self.schemas.hash, "ops": self.schemas.ops,
             "model_outputs": list(self.schemas.model_outputs), "batch_tensors": list(self.schemas.batch_tensors),
-            "loss_ops": sorted(self.schemas.losses),
+            "loss_ops": sorted(self.schemas.losses), "dist": self.dist,
         }
 
     def log(self, message):
@@ -351,7 +359,8 @@ class Server:
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         poller.register(self.monitor, zmq.POLLIN)
-        self.log(f"instance {self.instance} on {self.device}, connecting to {self.endpoint}")
+        where = "" if self.dist is None else f" (rank {self.dist['rank']} of {self.dist['world_size']})"
+        self.log(f"instance {self.instance} on {self.device}{where}, connecting to {self.endpoint}")
         reason = "shutdown op"
         try:
             spin_until = 0.0
@@ -382,4 +391,5 @@ class Server:
             self.monitor.close(linger=0)
             self.sock.close(linger=0)
             self.zctx.term()
+            distributed.stop()
             self.log(f"exiting ({reason})")

@@ -1,5 +1,13 @@
 """The worker's whole state on disk: model, teacher, head, optimizers, scaler, RNG, step.
 
+The model is the unwrapped PrclNet's state dict (student, head, teacher; never DDP's `module.`
+keys, and SyncBatchNorm keeps BatchNorm's keys), so a file written at one world size loads at
+another. At world size > 1 every rank writes its own file to the path it is given (the driver
+names per-rank paths): the model and optimizers are the same on every rank, the loss generator's
+state is the rank's own. The file records the rank and world size that wrote it; loading a file
+another rank wrote (the world size changed) gives this rank a generator stream of its own,
+seeded from (seed, rank, step), instead of repeating the writer's draws.
+
 Written to `<path>.tmp` and renamed, so a crash mid-save never leaves a file that looks whole.
 The file holds only tensors and one JSON string (everything else, with tensors replaced by their
 index), so torch's weights-only unpickler can read it on torch 1.13 too (which refuses floats)
@@ -52,6 +60,7 @@ def save_state(trainer, path):
     state = {
         "format": FORMAT,
         "step": trainer.step,
+        "dist": {"rank": trainer.rank, "world_size": trainer.world},
         "net": trainer.net.state_dict(),
         "opt": trainer.optim.opt.state_dict(),
         "opt_head": trainer.optim.opt_head.state_dict(),
@@ -98,6 +107,10 @@ def load_state(trainer, path):
     torch.set_rng_state(state["rng"]["torch"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    trainer.generator.set_state(state["rng"]["loss"])
+    writer = (state.get("dist") or {}).get("rank", 0)  # files from before data parallelism: one process
+    if writer == trainer.rank:
+        trainer.generator.set_state(state["rng"]["loss"])
+    else:
+        trainer.generator.manual_seed(trainer.loss_seed(state["step"]))
     trainer.step = state["step"]
     return state["step"]

@@ -47,6 +47,7 @@ def settings(terms=("sup", "unsup", "prcl"), prcl_params=None):
                   "grad_clip": 10.0},
         "amp": "none", "channels_last": False,
         "loss": {"version": 1, "terms": [all_terms[t] for t in terms]},
+        "distributed": {"sync_bn": True, "broadcast_buffers": True, "prototypes": "global"},
     }
     return cfg
 

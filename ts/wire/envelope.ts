@@ -130,6 +130,15 @@ export const Hello = Type.Object({
   model_outputs: Type.Array(Type.String()),
   batch_tensors: Type.Array(Type.String()),
   loss_ops: Type.Array(Type.String()),
+  // The worker's place in a torch.distributed group, from the torchrun environment (RANK,
+  // WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT); null when it runs alone.
+  dist: Type.Union([Type.Object({
+    rank: Type.Integer({ minimum: 0 }),
+    world_size: Type.Integer({ minimum: 1 }),
+    local_rank: Type.Integer({ minimum: 0 }),
+    backend: Type.String(),
+    master: Type.String(),
+  }, { additionalProperties: false }), Type.Null()]),
 }, { $id: 'prcl/hello' })
 export type Hello = Static<typeof Hello>
 

@@ -13,12 +13,16 @@ from .prcl import prcl_loss
 
 @dataclass(frozen=True)
 class LossOp:
-    fn: Callable  # fn(generator, **inputs, **params): every param comes from the step's request
+    fn: Callable  # fn(generator, **extras, **inputs, **params): every param comes from the step's request
     inputs: Tuple[str, ...]
+    # What the step supplies besides the generator: 'prototype_reduce' (None, or the sum over
+    # ranks of PRCL's prototype statistics at world size > 1 with global prototypes).
+    extras: Tuple[str, ...] = ()
 
 
-def _prcl(rep, var, label, mask, prob, generator, **params):
-    return prcl_loss(rep.float(), var.float(), label, mask, prob, generator=generator, return_stats=True, **params)
+def _prcl(rep, var, label, mask, prob, generator, prototype_reduce=None, **params):
+    return prcl_loss(rep.float(), var.float(), label, mask, prob, generator=generator, return_stats=True,
+                     prototype_reduce=prototype_reduce, **params)
 
 
 LOSS_OPS = {
@@ -26,7 +30,7 @@ LOSS_OPS = {
                             ("logits", "target")),
     "unsup_ce": LossOp(lambda logits, pseudo, conf, generator, **p: unsup_ce(logits, pseudo, conf, **p),
                        ("logits", "pseudo", "conf")),
-    "prcl": LossOp(_prcl, ("rep", "var", "label", "mask", "prob")),
+    "prcl": LossOp(_prcl, ("rep", "var", "label", "mask", "prob"), ("prototype_reduce",)),
     "var_reg": LossOp(lambda var, mask, generator, **p: var_reg(var, mask, **p), ("var", "mask")),
     "sum": LossOp(lambda a, b, generator: a + b, ("a", "b")),
 }

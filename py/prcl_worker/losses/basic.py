@@ -4,12 +4,18 @@ import torch
 import torch.nn.functional as F
 
 
+def wide(x):
+    """`x` in float32 (from bf16/fp16 under AMP), or as it is when already float64 (a network run in
+    double, as the data-parallel equivalence test does)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def cross_entropy(logits, target, ignore_index):
     """Mean CE over non-ignored pixels; 0 attached to the graph when every pixel is ignored."""
     valid = target != ignore_index
     if not bool(valid.any()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), target, ignore_index=ignore_index)
+    return F.cross_entropy(wide(logits), target, ignore_index=ignore_index)
 
 
 def unsup_ce(logits, pseudo, conf, threshold, variant):
@@ -21,7 +27,7 @@ def unsup_ce(logits, pseudo, conf, threshold, variant):
     weight 0, and the batch a zero attached to the graph when nothing is valid (Q-loss-1).
     """
     valid = pseudo >= 0
-    ce = F.cross_entropy(logits.float(), pseudo, ignore_index=-1, reduction="none")
+    ce = F.cross_entropy(wide(logits), pseudo, ignore_index=-1, reduction="none")
     # Confident pixels are counted over the whole image, as released (ignored pixels carry
     # confidence 0 in the pipeline, so this equals counting valid ones).
     confident = (conf >= threshold).flatten(1).sum(1).to(ce.dtype)

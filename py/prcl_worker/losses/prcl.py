@@ -54,18 +54,37 @@ class PixelKeys:
         self.hoff = torch.cumsum(self.m, 0) - self.m
 
 
-def prototypes(mu, var, keys):
-    """Product-of-Gaussians prototype per class (§7.5), all classes at once, without grad.
-    Absent classes get mu 0 and var 1 (finite placeholders that never reach the loss)."""
+def prototype_sums(mu, var, keys):
+    """The sufficient statistics of the prototypes (§15.5): per class, the precision sum Σ 1/σ²
+    [C, D], the precision-weighted mean sum Σ μ/σ² [C, D] and the pixel count [C]."""
     c = keys.num_classes
     d = mu.shape[1]
     inv = var.reciprocal()
     prec = torch.zeros(c + 1, d, dtype=mu.dtype, device=mu.device).index_add_(0, keys.cls, inv)[:c]
     wmu = torch.zeros(c + 1, d, dtype=mu.dtype, device=mu.device).index_add_(0, keys.cls, mu * inv)[:c]
-    present = (keys.n > 0).unsqueeze(1)
+    return prec, wmu, keys.n
+
+
+def prototypes_from_sums(prec, wmu, n):
+    """σ̂²_c = 1 / Σ 1/σ², μ̂_c = σ̂²_c · Σ μ/σ² (Eq. 7–8). Classes without pixels get mu 0 and
+    var 1 (finite placeholders that never reach the loss)."""
+    present = (n > 0).unsqueeze(1)
     pvar = torch.where(present, prec.reciprocal(), torch.ones_like(prec))
     pmu = torch.where(present, pvar * wmu, torch.zeros_like(wmu))
     return pmu, pvar
+
+
+def prototypes(mu, var, keys, reduce=None):
+    """Product-of-Gaussians prototype per class (§7.5), all classes at once, without grad.
+
+    `reduce` (distributed.reduce_sums at world size > 1 with global prototypes) sums the
+    statistics over ranks first: the prototypes of every rank's pixels, as released under DDP
+    (§7.10), equal to those of the concatenated maps up to summation order, for 2·C·D + C floats
+    instead of all-gathered feature maps. It is a collective: every rank must call it."""
+    prec, wmu, n = prototype_sums(mu, var, keys)
+    if reduce is not None:
+        prec, wmu, n = reduce(prec, wmu, n)
+    return prototypes_from_sums(prec, wmu, n)
 
 
 def negative_class_probs(pmu, pvar, present, neg_temp):
@@ -155,10 +174,16 @@ def default_chunk_elements(device):
 
 
 def prcl_loss(mu, var, label, mask, prob, *, strong_threshold, temp, neg_temp, num_queries, num_negatives,
-              generator=None, draws=None, return_draws=False, return_stats=False, chunk_elements=None):
+              generator=None, draws=None, return_draws=False, return_stats=False, chunk_elements=None,
+              prototype_reduce=None):
     """PRCL loss on maps mu, var [B,D,h,w], one-hot label [B,C,h,w], mask [B,1,h,w], prob [B,C,h,w].
 
     `neg_temp` None uses `temp` for the negative-class distribution, as released.
+    `prototype_reduce` (None: this batch's pixels) sums the prototype statistics over ranks: the
+    prototypes (the positives, and the negative-class distribution) are then every rank's, while
+    class presence |V|, anchors and negatives stay this rank's (§7.10). It is a collective, run on
+    every call, degenerate batches included. Prototypes never carry a gradient (computed from
+    detached maps, without grad): only the anchors do.
     Returns the loss (a zero attached to the graph when fewer than two classes are present or no
     class has hard anchors), plus the draws when `return_draws`, plus stats when `return_stats`
     (`classes_present` as a 0-d tensor, `anchor_classes` as an int, `hard_pixels` [C]: the anchor
@@ -184,10 +209,12 @@ def prcl_loss(mu, var, label, mask, prob, *, strong_threshold, temp, neg_temp, n
         empty = torch.full((num_classes, q), -1, dtype=torch.long, device=mu.device)
         empty_neg = torch.full((num_classes, q, k), -1, dtype=torch.long, device=mu.device)
         stats = {"classes_present": n_present, "anchor_classes": num_active, "hard_pixels": keys.m}
+        mu_d, var_d = mu_r.detach(), var_r.detach()
+        # The collective runs before the degenerate-batch return, so every rank joins it every step.
+        proto = None if prototype_reduce is None else prototypes(mu_d, var_d, keys, prototype_reduce)
         if num_active == 0:
             return _result(zero, {"anchors": empty, "negatives": empty_neg}, stats, return_draws, return_stats)
-        mu_d, var_d = mu_r.detach(), var_r.detach()
-        pmu, pvar = prototypes(mu_d, var_d, keys)
+        pmu, pvar = proto if proto is not None else prototypes(mu_d, var_d, keys)
         if draws is None:
             pi = negative_class_probs(pmu, pvar, present, neg_temp)
             u = torch.rand(num_active, q, generator=generator, device=mu.device)

@@ -50,18 +50,13 @@ class PrclNet(nn.Module):
 
     # ------------------------------------------------------------------ forwards
     def student_forward(self, x_l, x_u):
-        out_l = self.student(x_l)
-        out_u = self.student(x_u)
-        var = self.head(torch.cat([out_l["feat"], out_u["feat"]], dim=0))
-        return {
-            "logits_l": out_l["logits"],
-            "logits_u": out_u["logits"],
-            "rep": torch.cat([out_l["rep"], out_u["rep"]], dim=0),
-            "logits_all": torch.cat([out_l["logits"], out_u["logits"]], dim=0),
-            "var": var,
-        }
+        return _student_pass(self.student, self.head, x_l, x_u)
 
     forward = student_forward
+
+    def student_pass(self):
+        """The student's whole pass of a step as one module (what DistributedDataParallel wraps)."""
+        return StudentPass(self.student, self.head)
 
     def teacher_forward(self, x, mode):
         _check_choice("teacher mode", mode, TEACHER_MODES)
@@ -103,6 +98,45 @@ class PrclNet(nn.Module):
         """``(main_groups, head_groups)``: lists of SGD param-group dicts (with a ``name`` key)."""
         return (_groups("student", self.student, lr, weight_decay, decay_norm_and_bias),
                 _groups("head", self.head, head_lr, weight_decay, decay_norm_and_bias))
+
+
+def _student_pass(student, head, x_l, x_u):
+    out_l = student(x_l)
+    out_u = student(x_u)
+    var = head(torch.cat([out_l["feat"], out_u["feat"]], dim=0))
+    return {
+        "logits_l": out_l["logits"],
+        "logits_u": out_u["logits"],
+        "rep": torch.cat([out_l["rep"], out_u["rep"]], dim=0),
+        "logits_all": torch.cat([out_l["logits"], out_u["logits"]], dim=0),
+        "var": var,
+    }
+
+
+class StudentPass(nn.Module):
+    """A step's student pass in one forward: the student on x_l alone (a labeled-only step:
+    ``{'logits_l'}``), or on x_l and x_u separately and the head on both (``student_forward``).
+
+    DistributedDataParallel expects one forward per backward, so this is the module it wraps
+    (it shares the student's and head's parameters). Outputs not named in ``keep`` (when given)
+    are detached: with ``find_unused_parameters`` DDP reduces exactly the parameters reachable
+    from the outputs, so an output no loss term reads (σ² without a PRCL term) must not reach
+    its parameters, or DDP would wait for gradients that never come. Detaching what no term
+    reads changes nothing else (its forward still runs, BatchNorm statistics included)."""
+
+    def __init__(self, student, head):
+        super().__init__()
+        self.student = student
+        self.head = head
+
+    def forward(self, x_l, x_u=None, keep=None):
+        if x_u is None:
+            out = {"logits_l": self.student(x_l)["logits"]}
+        else:
+            out = _student_pass(self.student, self.head, x_l, x_u)
+        if keep is not None:
+            out = {k: v if k in keep else v.detach() for k, v in out.items()}
+        return out
 
 
 def _ema_(dst, src, decay):

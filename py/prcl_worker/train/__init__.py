@@ -5,6 +5,7 @@
 * `unlabeled`: the teacher's pseudo-labels and the unlabeled re-crop, mix and photometric ops;
 * `forward`: the student's forwards and the tensors a loss term reads;
 * `optimisation`: two SGD optimisers, AMP, the grad scaler, clipping;
+* `parallel`: DistributedDataParallel over the student's pass, synchronised BatchNorm (world > 1);
 * `trainer`: what configure builds (model, optimisation, loss graph, the loss's generator);
 * `step`: one training step, executing the driver's plan.
 """

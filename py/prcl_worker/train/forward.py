@@ -4,28 +4,31 @@
 import torch
 import torch.nn.functional as F
 
+from ..losses.basic import wide
 from .resize import down_nearest, up
 
 
-def labeled_only(net, x_l, y_l, autocast):
+def labeled_only(student_pass, x_l, y_l, autocast):
     """The student on labeled images alone: a supervised-only loss needs no teacher, no unlabeled
-    batch and no uncertainty head, so a baseline costs what its loss uses."""
+    batch and no uncertainty head, so a baseline costs what its loss uses. `student_pass` is the
+    trainer's (model.prcl_net.StudentPass, under DDP at world size > 1)."""
     with autocast():
-        out = net.student(x_l)
-    return {"logits_l": up(out["logits"].float(), x_l.shape[2:])}, {"y_l": y_l}
+        out = student_pass(x_l)
+    return {"logits_l": up(wide(out["logits_l"]), x_l.shape[2:])}, {"y_l": y_l}
 
 
-def semi_supervised(net, x_l, y_l, x_u, pseudo, conf, weak_threshold, num_classes, autocast):
-    """Two student forwards and the uncertainty head on both halves; the PRCL pool's labels, mask
-    (labeled pixels, and unlabeled ones at least `weak_threshold` confident) and probabilities at
-    the representation's size."""
+def semi_supervised(student_pass, x_l, y_l, x_u, pseudo, conf, weak_threshold, num_classes, autocast, keep):
+    """Two student forwards and the uncertainty head on both halves, in one call of `student_pass`
+    (outputs outside `keep`, the model outputs the loss reads, come back detached); the PRCL pool's
+    labels, mask (labeled pixels, and unlabeled ones at least `weak_threshold` confident) and
+    probabilities at the representation's size."""
     with autocast():
-        out = net.student_forward(x_l, x_u)
+        out = student_pass(x_l, x_u, keep=keep)
     h, w = out["rep"].shape[2:]
     model = {
-        "logits_l": up(out["logits_l"].float(), x_l.shape[2:]),
-        "logits_u": up(out["logits_u"].float(), x_u.shape[2:]),
-        "rep": out["rep"].float(), "var": out["var"].float(), "logits_all": out["logits_all"].float(),
+        "logits_l": up(wide(out["logits_l"]), x_l.shape[2:]),
+        "logits_u": up(wide(out["logits_u"]), x_u.shape[2:]),
+        "rep": wide(out["rep"]), "var": wide(out["var"]), "logits_all": wide(out["logits_all"]),
     }
     with torch.no_grad():
         labels = torch.cat([y_l, pseudo], 0)

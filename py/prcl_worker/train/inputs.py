@@ -6,9 +6,14 @@ import torch
 from ..errors import InvalidArgument
 
 
-def step_inputs(body, tensors, decoded, device, num_classes, channels_last):
+def step_inputs(body, tensors, decoded, device, num_classes, channels_last, dtype=torch.float32):
+    """`dtype` is the network's: float32, or float64 in a process whose default dtype is double
+    (the data-parallel equivalence test runs so, where float32 rounding would flip ReLUs)."""
     x_l, y_l = labeled(body, tensors, decoded, device, num_classes)
     x_u = unlabeled(body, tensors, decoded, device)
+    if x_l.dtype != dtype:
+        x_l = x_l.to(dtype)
+        x_u = None if x_u is None else x_u.to(dtype)
     if channels_last:
         x_l = x_l.contiguous(memory_format=torch.channels_last)
         x_u = None if x_u is None else x_u.contiguous(memory_format=torch.channels_last)

@@ -8,15 +8,21 @@ import torch
 
 
 def pick_threads(requested):
-    """`requested`, else OMP_NUM_THREADS's setting, else the CPUs this process may use."""
+    """`requested`, else OMP_NUM_THREADS's setting, else the CPUs this process may use, shared
+    among the ranks of this host (LOCAL_WORLD_SIZE, as torchrun sets it) when there are several."""
     if requested:
         return requested
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local_ranks = 1
+    return max(1, cpus // local_ranks)
 
 
 def set_up(threads, deterministic):

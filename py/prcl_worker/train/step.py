@@ -5,6 +5,7 @@ import time
 
 import torch
 
+from .. import distributed
 from ..errors import InvalidArgument
 from . import forward
 from .inputs import step_inputs
@@ -15,7 +16,7 @@ from .unlabeled import augment_unlabeled, pseudo_label
 def train_step(tr, body, tensors, decoded, prefetch, decode_ms):
     times = {"decode": decode_ms}
     t0 = time.perf_counter()
-    x_l, y_l, x_u = step_inputs(body, tensors, decoded, tr.device, tr.num_classes, tr.channels_last)
+    x_l, y_l, x_u = step_inputs(body, tensors, decoded, tr.device, tr.num_classes, tr.channels_last, tr.dtype)
     needing = tr.graph.needing_unlabeled() if x_u is None else []
     if needing:
         raise InvalidArgument(f"loss terms {needing} need unlabeled images, but the request has none "
@@ -29,7 +30,7 @@ def train_step(tr, body, tensors, decoded, prefetch, decode_ms):
     if x_u is None:
         times["teacher_augment_u"] = 0.0
         t = time.perf_counter()
-        model, batch = forward.labeled_only(tr.net, x_l, y_l, tr.optim.autocast)
+        model, batch = forward.labeled_only(tr.student_pass, x_l, y_l, tr.optim.autocast)
     else:
         t = time.perf_counter()
         pseudo, conf = pseudo_label(tr.net, x_u, policy, tr.optim.autocast)
@@ -37,39 +38,73 @@ def train_step(tr, body, tensors, decoded, prefetch, decode_ms):
         sync(tr.device)
         times["teacher_augment_u"] = ms_since(t)
         t = time.perf_counter()
-        model, batch = forward.semi_supervised(tr.net, x_l, y_l, x_u, pseudo, conf, policy["weak_threshold"],
-                                               tr.num_classes, tr.optim.autocast)
+        model, batch = forward.semi_supervised(tr.student_pass, x_l, y_l, x_u, pseudo, conf,
+                                               policy["weak_threshold"], tr.num_classes, tr.optim.autocast,
+                                               tr.graph.model_refs())
     # The next request has likely arrived by now: start decoding it while this one computes.
     prefetch()
     sync(tr.device)
     times["forward"] = ms_since(t)
 
     t = time.perf_counter()
-    total, values, stats = tr.graph.run(model, batch, body["weights"], body["params"], tr.generator)
+    total, values, stats = tr.graph.run(model, batch, body["weights"], body["params"], tr.generator,
+                                        tr.prototype_reduce)
     sync(tr.device)
     times["loss"] = ms_since(t)
 
     t = time.perf_counter()
     grad_norm = tr.optim.step(total)
     tr.net.ema_update(body["ema"]["decay"], body["ema"]["buffers"])
+    tr.sync_teacher_buffers()
     sync(tr.device)
     times["backward"] = ms_since(t)
     tr.step = body["step"]
 
     prcl_stats = next((v for v in stats.values() if "hard_pixels" in v), {})
     u_mask = batch["feat_mask"][y_l.shape[0]:] if "feat_mask" in batch else torch.zeros(0)
+    mask_ratio = u_mask.mean() if u_mask.numel() else torch.zeros(())
+    hard = prcl_stats["hard_pixels"] if "hard_pixels" in prcl_stats else torch.zeros(tr.num_classes)
+    total_v, term_v, mask_ratio, hard, present, anchors = reduce_results(
+        total, list(values.values()), mask_ratio, hard,
+        prcl_stats.get("classes_present", 0), prcl_stats.get("anchor_classes", 0))
     times["total"] = ms_since(t0)
     return {
         "step": body["step"],
-        "total": float(total.detach()),
-        "losses": {n: {"value": float(v.detach()), "weight": float(body["weights"][n])} for n, v in values.items()},
+        "total": total_v,
+        "losses": {n: {"value": v, "weight": float(body["weights"][n])} for n, v in zip(values, term_v)},
         "stats": {
-            "mask_ratio": float(u_mask.mean()) if u_mask.numel() else 0.0,
-            "classes_present": int(prcl_stats.get("classes_present", 0)),
-            "anchor_classes": int(prcl_stats.get("anchor_classes", 0)),
-            "hard_pixels_per_class": (prcl_stats["hard_pixels"].tolist() if "hard_pixels" in prcl_stats
-                                      else [0] * tr.num_classes),
+            "mask_ratio": mask_ratio,
+            "classes_present": present,
+            "anchor_classes": anchors,
+            "hard_pixels_per_class": hard,
             "grad_norm": grad_norm,
         },
         "time_ms": times,
     }
+
+
+def reduce_results(total, values, mask_ratio, hard_pixels, classes_present, anchor_classes):
+    """A step's numbers as Python values, the same on every rank (two small all-reduces at world
+    size > 1, then the host reads them back):
+
+    * the total, each term's value and mask_ratio: the mean over ranks (each rank's value is a mean
+      over its own pixels, so this is the global mean when ranks hold as many valid pixels);
+    * hard_pixels_per_class: the sum over ranks (anchor candidates of the whole global batch);
+    * classes_present and anchor_classes: the maximum over ranks (integers; class presence is
+      per rank, §7.10, and the maximum is the most any rank's PRCL term used).
+    grad_norm needs no reduction: it is taken after DDP averaged the gradients."""
+    world = distributed.world()
+    means = torch.stack([total.detach().double().reshape(())]
+                        + [v.detach().double().reshape(()).to(total.device) for v in values]
+                        + [torch.as_tensor(mask_ratio, dtype=torch.float64, device=total.device).reshape(())])
+    packed = torch.cat([means, hard_pixels.detach().to(total.device, torch.float64).reshape(-1)])
+    counts = torch.stack([torch.as_tensor(classes_present, device=total.device).long().reshape(()),
+                          torch.as_tensor(anchor_classes, device=total.device).long().reshape(())])
+    if world > 1:
+        packed = distributed.all_reduce_sum(packed)
+        packed[: means.numel()] /= world
+        counts = distributed.all_reduce_max(counts)
+    out = packed.tolist()
+    k = len(values)
+    present, anchors = counts.tolist()
+    return out[0], out[1:1 + k], out[1 + k], [int(round(h)) for h in out[2 + k:]], int(present), int(anchors)

@@ -4,6 +4,7 @@ pseudo-labels and confidences are re-cropped, mixed and photometrically augmente
 import torch
 
 from ..errors import InvalidArgument
+from ..losses.basic import wide
 from .inputs import per_image
 from .resize import up
 
@@ -14,7 +15,7 @@ def pseudo_label(net, x_u, policy, autocast):
 
     with autocast():
         t_logits = net.teacher_forward(x_u, policy["teacher_bn"])
-    probs = torch.softmax(up(t_logits.float(), x_u.shape[2:]), 1)
+    probs = torch.softmax(up(wide(t_logits), x_u.shape[2:]), 1)
     conf, pseudo = probs.max(1)
     if policy["conf_quantization"] == "uint8_trunc":
         conf = augment.quantize_conf(conf)

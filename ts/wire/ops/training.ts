@@ -18,6 +18,15 @@ export const ModelConfig = Type.Object({
   pretrained: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
 }, Closed)
 
+export const Distributed = Type.Object({
+  // The student's BatchNorm layers as SyncBatchNorm: statistics over every rank's images.
+  sync_bn: Type.Boolean(),
+  // DDP's broadcast_buffers: rank 0's BatchNorm buffers copied to the others before each forward.
+  broadcast_buffers: Type.Boolean(),
+  // PRCL prototypes from every rank's pixels (as released, §7.10) or from this rank's alone.
+  prototypes: Type.Enum(['global', 'local']),
+}, Closed)
+
 export const ConfigureArgs = Type.Object({
   seed: Type.Integer({ minimum: 0, maximum: 2 ** 53 - 1 }),
   deterministic: Type.Boolean(),
@@ -33,6 +42,8 @@ export const ConfigureArgs = Type.Object({
   amp: Type.Enum(['none', 'bf16', 'fp16']),
   channels_last: Type.Boolean(),
   loss: LossSpec,
+  // Data parallelism, used when the worker is one rank of a torch.distributed group (hello.dist).
+  distributed: Distributed,
 }, Closed)
 
 const Box = Type.Array(Type.Integer({ minimum: 0 }), { minItems: 4, maxItems: 4 })

@@ -1,0 +1,239 @@
+"""The worker's place in a torch.distributed group, and the collectives training uses
+(DESIGN.md "Many workers", prcl-method.md §7.10, Q-env-1).
+
+A worker is one rank of a data-parallel group when the torchrun environment names it:
+RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT (as `torchrun`, `srun` wrappers or the
+driver set them). It then joins the group at start-up, before it says hello (`init_method
+'env://'`; NCCL on CUDA, gloo on CPU), with the timeout PRCL_DIST_TIMEOUT_S (default 300 s) so a
+rank that dies or stalls makes the others' collectives fail instead of hanging forever. Without
+RANK and WORLD_SIZE the worker runs alone (hello.dist is null) and every helper here is the
+identity. A half-set or malformed environment is refused with a message naming the variable.
+
+Helpers: `is_dist()`, `rank()`, `world()`, `local_rank()`, `all_reduce_sum`, `all_reduce_mean`,
+`all_reduce_max`, `broadcast_`, `reduce_sums` (PRCL's prototype statistics).
+"""
+
+import datetime
+import os
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.distributed as tdist
+
+VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+TIMEOUT_VARIABLE = "PRCL_DIST_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 300.0
+
+
+class DistEnvError(ValueError):
+    """The torchrun environment is incomplete or malformed; the message names the variable."""
+
+
+class DistInitError(RuntimeError):
+    """The group could not be joined (rendezvous unreachable, timed out, port taken...)."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    rank: int
+    world_size: int
+    local_rank: int
+    master_addr: str
+    master_port: int
+    timeout_s: float
+
+
+_placement: Optional[Placement] = None
+
+
+def _get(env, name):
+    value = env.get(name)
+    return None if value is None or value.strip() == "" else value.strip()
+
+
+def _integer(env, name, minimum=0):
+    value = _get(env, name)
+    if value is None:
+        raise DistEnvError(f"{name} is not set, but RANK and WORLD_SIZE are: a distributed worker needs all of "
+                           f"{', '.join(VARIABLES)} (as torchrun sets them)")
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise DistEnvError(f"{name} must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise DistEnvError(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
+def from_env(env=None):
+    """The Placement the environment names, or None when neither RANK nor WORLD_SIZE is set.
+    Raises DistEnvError naming the first variable that is missing or malformed."""
+    env = os.environ if env is None else env
+    has_rank, has_world = _get(env, "RANK") is not None, _get(env, "WORLD_SIZE") is not None
+    if not has_rank and not has_world:
+        return None
+    if not has_rank:
+        raise DistEnvError(f"WORLD_SIZE is set ({env['WORLD_SIZE']!r}) but RANK is not: set RANK (0..WORLD_SIZE-1) "
+                           "for a distributed worker, or unset WORLD_SIZE to run alone")
+    if not has_world:
+        raise DistEnvError(f"RANK is set ({env['RANK']!r}) but WORLD_SIZE is not: set WORLD_SIZE for a distributed "
+                           "worker, or unset RANK to run alone")
+    world_size = _integer(env, "WORLD_SIZE", 1)
+    rank = _integer(env, "RANK", 0)
+    if rank >= world_size:
+        raise DistEnvError(f"RANK={rank} must be below WORLD_SIZE={world_size}")
+    local_rank = _integer(env, "LOCAL_RANK", 0)
+    addr = _get(env, "MASTER_ADDR")
+    if addr is None:
+        raise DistEnvError("MASTER_ADDR is not set, but RANK and WORLD_SIZE are: it names the host of rank 0's "
+                           "rendezvous (e.g. 127.0.0.1)")
+    port = _integer(env, "MASTER_PORT", 1)
+    if port > 65535:
+        raise DistEnvError(f"MASTER_PORT must be a TCP port (1..65535), got {port}")
+    timeout = _get(env, TIMEOUT_VARIABLE)
+    try:
+        timeout_s = DEFAULT_TIMEOUT_S if timeout is None else float(timeout)
+    except ValueError:
+        raise DistEnvError(f"{TIMEOUT_VARIABLE} must be a number of seconds, got {timeout!r}") from None
+    if not timeout_s > 0 or timeout_s == float("inf"):
+        raise DistEnvError(f"{TIMEOUT_VARIABLE} must be a positive, finite number of seconds, got {timeout!r}")
+    return Placement(rank, world_size, local_rank, addr, port, timeout_s)
+
+
+def start(device):
+    """Join the group the environment names (once per process), before the worker says hello.
+
+    `device` is the resolved device ('cpu', 'cuda' or 'cuda:N'); 'cuda' becomes cuda:LOCAL_RANK.
+    Returns (device, hello's `dist`: {rank, world_size, local_rank, backend, master} or None).
+    Raises DistEnvError for a bad environment, DistInitError when the group cannot be joined."""
+    global _placement
+    placement = from_env()
+    if placement is None:
+        return device, None
+    if device.startswith("cuda"):
+        if device == "cuda":
+            count = torch.cuda.device_count()
+            if placement.local_rank >= count:
+                raise DistEnvError(f"LOCAL_RANK={placement.local_rank} names no CUDA device: this host has {count}")
+            device = f"cuda:{placement.local_rank}"
+        torch.cuda.set_device(torch.device(device))
+        backend = "nccl"
+        if _torch_version() < (2, 2):
+            # Let NCCL honour the timeout (a dead peer fails the collective instead of blocking);
+            # torch >= 2.2 does so by default (TORCH_NCCL_ASYNC_ERROR_HANDLING).
+            os.environ.setdefault("NCCL_ASYNC_ERROR_HANDLING", "1")
+    else:
+        backend = "gloo"
+    if not tdist.is_initialized():
+        try:
+            tdist.init_process_group(backend, init_method="env://", rank=placement.rank,
+                                     world_size=placement.world_size,
+                                     timeout=datetime.timedelta(seconds=placement.timeout_s))
+        except Exception as exc:  # noqa: BLE001 - reported with where it tried to go
+            raise DistInitError(f"could not join the {backend} group at {placement.master_addr}:"
+                                f"{placement.master_port} as rank {placement.rank} of {placement.world_size}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+    _placement = placement
+    return device, describe()
+
+
+def _torch_version():
+    parts = re.findall(r"\d+", torch.__version__)[:2]
+    return tuple(int(p) for p in parts) if len(parts) == 2 else (0, 0)
+
+
+def stop():
+    """Leave the group (at exit); nothing when alone."""
+    global _placement
+    if is_dist():
+        try:
+            tdist.destroy_process_group()
+        except Exception:  # noqa: BLE001 - leaving a broken group must not mask the exit's reason
+            pass
+    _placement = None
+
+
+def describe():
+    """hello's `dist`, or None when alone."""
+    if not is_dist():
+        return None
+    p = _placement
+    addr, port = (p.master_addr, p.master_port) if p else (os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT"))
+    master = f"{addr}:{port}"
+    return {"rank": rank(), "world_size": world(), "local_rank": local_rank(), "backend": str(tdist.get_backend()),
+            "master": master}
+
+
+def is_dist():
+    return tdist.is_available() and tdist.is_initialized()
+
+
+def rank():
+    return tdist.get_rank() if is_dist() else 0
+
+
+def world():
+    return tdist.get_world_size() if is_dist() else 1
+
+
+def local_rank():
+    if not is_dist():
+        return 0
+    return _placement.local_rank if _placement is not None else int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def all_reduce_sum(tensor):
+    """The sum over ranks (a new tensor; `tensor` itself when alone). Not differentiable."""
+    if world() == 1:
+        return tensor
+    out = tensor.detach().clone()
+    tdist.all_reduce(out, op=tdist.ReduceOp.SUM)
+    return out
+
+
+def all_reduce_mean(tensor):
+    """The mean over ranks of a floating tensor."""
+    return tensor if world() == 1 else all_reduce_sum(tensor) / world()
+
+
+def all_reduce_max(tensor):
+    if world() == 1:
+        return tensor
+    out = tensor.detach().clone()
+    tdist.all_reduce(out, op=tdist.ReduceOp.MAX)
+    return out
+
+
+def broadcast_(tensors, src=0):
+    """Overwrite `tensors` (in place, any memory format) with rank `src`'s values: one collective
+    per dtype, through a flat buffer."""
+    if world() == 1:
+        return
+    by_dtype = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    with torch.no_grad():
+        for group in by_dtype.values():
+            flat = torch.cat([t.reshape(-1) for t in group])
+            tdist.broadcast(flat, src)
+            start = 0
+            for t in group:
+                t.copy_(flat[start:start + t.numel()].view(t.shape))
+                start += t.numel()
+
+
+def reduce_sums(*tensors):
+    """Sum each of `tensors` over ranks with one collective (they are packed into one flat buffer
+    of the first one's dtype): PRCL's per-class prototype statistics (§15.5)."""
+    if world() == 1:
+        return tensors
+    dtype = tensors[0].dtype
+    flat = torch.cat([t.detach().reshape(-1).to(dtype) for t in tensors])
+    tdist.all_reduce(flat, op=tdist.ReduceOp.SUM)
+    out, start = [], 0
+    for t in tensors:
+        out.append(flat[start:start + t.numel()].view(t.shape).to(t.dtype))
+        start += t.numel()
+    return tuple(out)
