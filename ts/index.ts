@@ -1,5 +1,6 @@
 // The public API of prcl, for Node scripts and the REPL.
 export { Worker, closeAllWorkers, type WorkerOptions } from './worker/worker.ts'
+export { WorkerGroup, WorkerGroupError, groupHelloIssues, type GroupOptions, type GroupIssue } from './worker/group.ts'
 export { findPython, PythonNotFoundError, type PythonChoice, type PythonProbe } from './worker/python.ts'
 export { Connection, type CallOptions, type CallResult, type ConnectionOptions } from './wire/connection.ts'
 export { WorkerError, WorkerDiedError, DeadlineError, ProtocolError, ClosedError } from './wire/errors.ts'
@@ -16,6 +17,7 @@ export { loadConfig, applySet, validate as validateConfig, ConfigError } from '.
 export { checkConfig, configIssues } from './config/check.ts'
 export type { ConfigIssue } from './config/errors.ts'
 export { planStep, type StepPlan, type Generators, type PlanData } from './policy/plan.ts'
+export { shardPlan } from './policy/shard.ts'
 export { stepScalars, learningRates, emaDecay, lossWeights, lossParams, type StepScalars } from './policy/scalars.ts'
 export { progressAt, stepsPerEpoch, type Progress } from './policy/progress.ts'
 export { Sampler, type SamplerState } from './policy/sampler.ts'

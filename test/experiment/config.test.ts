@@ -167,3 +167,43 @@ describe('one check, one kind of error, every route', () => {
     expect(configError(() => loadConfig(dir)).message).toMatch(/is a directory, not a configuration file/)
   })
 })
+
+describe('world (several workers)', () => {
+  it('the global batch must divide evenly over the ranks', () => {
+    expect(loadConfig('synthetic-demo', ['world.size=4', 'sampling.batch_size=8']).world.size).toBe(4)
+    expect(loadConfig('synthetic-demo', ['world.size=8', 'sampling.batch_size=16']).sampling.batch_size).toBe(16)
+    expect(configError(() => loadConfig('synthetic-demo', ['world.size=3'])).message)
+      .toMatch(/sampling\.batch_size = 8: must be a multiple of world\.size 3: it is the global batch, and each rank takes batch_size \/ world\.size images/)
+    expect(configError(() => loadConfig('synthetic-demo', ['world.size=16'])).message).toMatch(/sampling\.batch_size = 8: must be a multiple of world\.size 16/)
+  })
+
+  it('world.devices lists one device per rank, each CUDA device once', () => {
+    expect(loadConfig('synthetic-demo', ['world.size=2', 'world.devices=["cpu","cpu"]']).world.devices).toEqual(['cpu', 'cpu'])
+    expect(loadConfig('voc-662-prcl', ['world.size=2', 'sampling.batch_size=4', 'world.devices=["cuda:0","cuda:1"]']).world.devices).toEqual(['cuda:0', 'cuda:1'])
+    expect(configError(() => loadConfig('synthetic-demo', ['world.size=2', 'world.devices=["cpu"]'])).message)
+      .toMatch(/world\.devices = \["cpu"\]: must list exactly world\.size \(2\) devices, one per rank/)
+    expect(configError(() => loadConfig('synthetic-demo', ['world.devices=["cpu","cpu"]'])).message)
+      .toMatch(/world\.devices = \["cpu","cpu"\]: must list exactly world\.size \(1\) devices/)
+    expect(configError(() => loadConfig('voc-662-prcl', ['world.size=2', 'sampling.batch_size=4', 'world.devices=["cuda:1","cuda:1"]'])).message)
+      .toMatch(/world\.devices = .*must name each CUDA device once \(cuda:1 is listed twice\)/)
+    expect(configError(() => loadConfig('synthetic-demo', ['world.size=2', 'world.devices=["gpu0","cpu"]'])).message).toMatch(/world\.devices\.0 = "gpu0"/)
+    expect(configError(() => loadConfig('synthetic-demo', ['world.size=0'])).message).toMatch(/world\.size = 0: must be an integer ≥ 1/)
+  })
+
+  it('the presets run in one process, with SyncBN and global prototypes when they run in several', () => {
+    for (const name of presetNames()) expect(preset(name)!.world).toEqual({ size: 1, devices: null, sync_bn: true, broadcast_buffers: false, prototypes: 'global' })
+  })
+})
+
+describe('world: one image per rank', () => {
+  it('BatchNorm in train mode needs two images: synchronised over ranks, or per rank', () => {
+    expect(configError(() => loadConfig('synthetic-demo', ['sampling.batch_size=1'])).message)
+      .toMatch(/sampling\.batch_size = 1: gives each step one image, too few for BatchNorm in train mode/)
+    expect(configError(() => loadConfig('synthetic-demo', ['sampling.batch_size=2', 'world.size=2', 'world.sync_bn=false'])).message)
+      .toMatch(/sampling\.batch_size = 2: gives each rank one image, .*use at least 2 per rank, or world\.sync_bn/)
+    expect(configError(() => loadConfig('synthetic-demo', ['sampling.batch_size=2', 'world.size=2'])).message)
+      .toMatch(/teacher\.bn_mode = "train": needs at least 2 unlabeled images per rank .*use teacher\.bn_mode 'eval'/)
+    expect(loadConfig('synthetic-demo', ['sampling.batch_size=2', 'world.size=2', 'teacher.bn_mode=eval', 'ema.buffers=ema']).world.size).toBe(2)
+    expect(loadConfig('synthetic-demo-supervised', ['sampling.batch_size=2', 'world.size=2']).world.size).toBe(2)
+  })
+})

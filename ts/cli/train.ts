@@ -1,4 +1,4 @@
-// `prcl train --config <preset|file> [--set path=value …] [--run-dir DIR] [--resume DIR] [--record FILE]`
+// `prcl train --config <preset|file> [--set path=value …] [--run-dir DIR] [--resume DIR [--set world.…]] [--record FILE]`
 import { loadConfig } from '../config/load.ts'
 import { Experiment } from '../experiment/run.ts'
 import { parseCommand } from './args.ts'
@@ -10,7 +10,8 @@ export async function train(args: string[]): Promise<number> {
   if (!values.config && !values.resume) throw new UsageError('train needs --config <preset or file> (or --resume <run dir>)', 'train')
   const stopAfter = values['stop-after']
   const cfg = values.config ? loadConfig(values.config, values.set) : undefined
-  const exp = new Experiment(cfg!, { runDir: values.resume ?? values['run-dir'], resume: !!values.resume, stopAfter, record: values.record })
+  // On --resume, --set may change world.* only (continue at another number of workers).
+  const exp = new Experiment(cfg!, { runDir: values.resume ?? values['run-dir'], resume: !!values.resume, stopAfter, record: values.record, set: values.resume ? values.set : undefined })
   if (!values.json) {
     console.log(`run directory: ${exp.runDir}`)
     console.log(JSON.stringify(exp.config, null, 2))

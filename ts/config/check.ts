@@ -67,6 +67,25 @@ function ruleIssues(cfg: ExperimentConfig): ConfigIssue[] {
     add('ema.buffers', 'own', "must be 'ema' or 'copy' for a loss that reads only labeled images: such a step runs no teacher forward, so the teacher's own BatchNorm statistics would never move")
   }
   if (cfg.amp === 'fp16' && cfg.worker.device === 'cpu') add('amp', 'fp16', "needs a CUDA device; use 'bf16' or 'none' with worker.device 'cpu'")
+  const w = cfg.world
+  if (cfg.sampling.batch_size % w.size !== 0) {
+    add('sampling.batch_size', cfg.sampling.batch_size, `must be a multiple of world.size ${w.size}: it is the global batch, and each rank takes batch_size / world.size images`)
+  }
+  if (w.devices) {
+    if (w.devices.length !== w.size) add('world.devices', w.devices, `must list exactly world.size (${w.size}) devices, one per rank`)
+    const cuda = w.devices.filter((d) => d.startsWith('cuda')).map((d) => (d === 'cuda' ? 'cuda:0' : d))
+    const twice = cuda.filter((d, i) => cuda.indexOf(d) !== i)
+    if (twice.length) add('world.devices', w.devices, `must name each CUDA device once (${[...new Set(twice)].join(', ')} is listed twice)`)
+    if (cfg.amp === 'fp16' && w.devices.includes('cpu')) add('amp', 'fp16', "needs a CUDA device on every rank; world.devices lists 'cpu'")
+  }
+  // BatchNorm in train mode needs two values per channel, and ASPP's pooled branch has one per image.
+  if (cfg.sampling.batch_size / w.size === 1) {
+    if (w.size === 1 || !w.sync_bn) {
+      add('sampling.batch_size', cfg.sampling.batch_size, `gives each ${w.size === 1 ? 'step' : 'rank'} one image, too few for BatchNorm in train mode (ASPP's pooled branch would see one value per channel): use at least 2${w.size > 1 ? ' per rank, or world.sync_bn' : ''}`)
+    } else if (cfg.teacher.bn_mode === 'train' && !readsOnlyLabeled(cfg.loss)) {
+      add('teacher.bn_mode', 'train', `needs at least 2 unlabeled images per rank (sampling.batch_size / world.size is 1): the teacher's BatchNorm is not synchronised; use teacher.bn_mode 'eval' (with ema.buffers 'ema' or 'copy') or a larger batch`)
+    }
+  }
   const e = cfg.sampling.epoch
   if (e.kind === 'fixed' && e.steps * cfg.sampling.epochs > 1e9) {
     add('sampling.epochs', cfg.sampling.epochs, `× ${e.steps} steps per epoch must stay within 1e9 steps`)

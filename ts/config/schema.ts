@@ -2,7 +2,7 @@
 import Type, { type Static } from 'typebox'
 import { LossSpec } from '../loss/spec.ts'
 import { ScheduleOrNumber } from '../loss/schedule.ts'
-import { EmaBuffers, ModelConfig, TeacherBn } from '../wire/ops/training.ts'
+import { Distributed, EmaBuffers, ModelConfig, TeacherBn } from '../wire/ops/training.ts'
 
 const Closed = { additionalProperties: false } as const
 const PathString = Type.String({ minLength: 1, maxLength: 4096 })
@@ -82,6 +82,14 @@ export const ExperimentConfig = Type.Object({
     stride: Type.Union([Size, Type.Null()]),
   }, Closed),
   checkpoint: Type.Object({ every_steps: Type.Integer({ minimum: 1, maximum: 1e9 }) }, Closed),
+  // Data-parallel training: `size` ranks of one torch.distributed group, each on one device
+  // (`devices`, one per rank; null: worker.device for every rank). sampling.batch_size is the
+  // global batch, split evenly over the ranks; learning rates are used as stated at any size.
+  world: Type.Object({
+    size: Type.Integer({ minimum: 1, maximum: 1024 }),
+    devices: Type.Union([Type.Array(Type.String({ pattern: '^(cpu|cuda(:[0-9]+)?)$' }), { minItems: 1, maxItems: 1024 }), Type.Null()]),
+    ...Distributed.properties,
+  }, Closed),
   worker: Type.Object({
     python: Type.Union([PathString, Type.Null()]),
     device: Type.String({ pattern: '^(auto|cpu|cuda(:[0-9]+)?)$' }),

@@ -1,8 +1,12 @@
-// Evaluation of a configured worker on the validation split, and of a saved checkpoint.
+// Evaluation of a configured worker (or group of ranks) on the validation split, and of a saved
+// checkpoint. With several ranks the val images are dealt round-robin (image i to rank i mod N);
+// each rank scores its own with no collective and the driver sums the confusion matrices, so the
+// score is one number whatever the world size.
 import { join } from 'node:path'
 import type { ExperimentConfig } from '../config/schema.ts'
 import { readSample } from '../data/dataset.ts'
 import { bytesTensor, type Tensors } from '../wire/tensor.ts'
+import { WorkerGroup } from '../worker/group.ts'
 import { Worker } from '../worker/worker.ts'
 import { readCheckpoint } from './checkpoint.ts'
 import { loadRunData, type RunData } from './data.ts'
@@ -12,28 +16,35 @@ import { workerSettings } from './settings.ts'
 export interface EvalEvent extends IoUResult { type: 'eval'; step: number; epoch: number; model: string; protocol: string; classes: string[] }
 
 /** Confusion over the val split (encoded images, scored at their own size), then IoU. */
-export async function evaluateOn(worker: Worker, cfg: ExperimentConfig, data: RunData, step: number, epoch: number,
+export async function evaluateOn(workers: Worker | WorkerGroup, cfg: ExperimentConfig, data: RunData, step: number, epoch: number,
   model: 'teacher' | 'student' = cfg.eval.model): Promise<EvalEvent> {
+  const group = workers instanceof WorkerGroup ? workers : WorkerGroup.of(workers)
   const c = cfg.model.num_classes
   const cm = new Float64Array(c * c)
   const chunk = 4
-  for (let i = 0; i < data.val.length; i += chunk) {
-    const refs = data.val.slice(i, i + chunk)
-    const tensors: Tensors = {}
-    const samples = await Promise.all(refs.map((r) => readSample(r)))
-    samples.forEach((s, j) => { tensors[`img.${j}`] = bytesTensor(s.image); tensors[`lbl.${j}`] = bytesTensor(s.label!) })
-    const r = await worker.call('eval_step', {
-      model, mode: cfg.eval.protocol,
-      ...(cfg.eval.window ? { window: cfg.eval.window } : {}), ...(cfg.eval.stride ? { stride: cfg.eval.stride } : {}),
-      ...(data.dataset.labelLut ? { label_lut: data.dataset.labelLut } : {}),
-    }, { tensors, timeoutMs: 3_600_000 })
-    const part = r.tensors.confusion!.data as BigInt64Array
-    for (let k = 0; k < c * c; k++) cm[k]! += Number(part[k]!)
+  const args = {
+    model, mode: cfg.eval.protocol,
+    ...(cfg.eval.window ? { window: cfg.eval.window } : {}), ...(cfg.eval.stride ? { stride: cfg.eval.stride } : {}),
+    ...(data.dataset.labelLut ? { label_lut: data.dataset.labelLut } : {}),
   }
+  const lane = async (rank: number) => {
+    const mine = data.val.filter((_, i) => i % group.size === rank)
+    for (let i = 0; i < mine.length; i += chunk) {
+      const refs = mine.slice(i, i + chunk)
+      const tensors: Tensors = {}
+      const samples = await Promise.all(refs.map((r) => readSample(r)))
+      samples.forEach((s, j) => { tensors[`img.${j}`] = bytesTensor(s.image); tensors[`lbl.${j}`] = bytesTensor(s.label!) })
+      const r = await group.call(rank, 'eval_step', args, { tensors, timeoutMs: 3_600_000 })
+      const part = r.tensors.confusion!.data as BigInt64Array
+      for (let k = 0; k < c * c; k++) cm[k]! += Number(part[k]!)
+    }
+  }
+  await Promise.all(Array.from({ length: group.size }, (_, r) => lane(r)))
   return { type: 'eval', step, epoch, model, protocol: cfg.eval.protocol, classes: data.dataset.classNames, ...iouFromConfusion(cm, c) }
 }
 
-/** Load a run's checkpoint (`best` or `latest`) into a worker, configured as the run was. */
+/** Load a run's checkpoint (`best` or `latest`) into one worker, configured as the run was (of a
+ *  run with several ranks, rank 0's state: evaluation and prediction need no group). */
 export async function loadCheckpointWorker(runDir: string, which: string, worker?: Worker) {
   const ck = readCheckpoint(join(runDir, 'checkpoints', which))
   const w = worker ?? await Worker.start({ python: ck.config.worker.python ?? undefined, device: ck.config.worker.device, log: 'silent' })

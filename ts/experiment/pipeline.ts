@@ -1,12 +1,16 @@
 // The step pipeline: a plan's samples are read and the request is on the wire while the worker
 // computes the step before it (at most `depth` steps in flight); replies are taken in order.
+// With several ranks each gets its shard of the global plan (ts/policy/shard.ts), all ranks'
+// shards of a step are sent together, and the step's reply is rank 0's (the ranks reduce their
+// losses and statistics, so every rank answers the same).
 import { readSample } from '../data/dataset.ts'
 import type { StepPlan } from '../policy/plan.ts'
+import { shardPlan } from '../policy/shard.ts'
 import type { CallResult } from '../wire/connection.ts'
 import { WorkerError } from '../wire/errors.ts'
 import type { OpResult } from '../wire/ops/index.ts'
 import { bytesTensor, type Tensors } from '../wire/tensor.ts'
-import type { Worker } from '../worker/worker.ts'
+import type { WorkerGroup } from '../worker/group.ts'
 import type { RunData } from './data.ts'
 import type { Recorder } from './record.ts'
 
@@ -15,14 +19,18 @@ type StepReply = CallResult<OpResult<'train_step'>>
 export class Pipeline {
   private inflight: Array<{ plan: StepPlan; reply: Promise<StepReply> }> = []
 
-  constructor(private worker: Worker, private data: RunData, private recorder: Recorder | null,
+  constructor(private group: WorkerGroup, private data: RunData, private recorder: Recorder | null,
     private onDone: (plan: StepPlan, result: OpResult<'train_step'>) => void) {}
 
-  /** Read the plan's samples, record the request and send it. */
+  /** Read each rank's samples, record the request (one worker only) and send every rank its shard. */
   async send(plan: StepPlan): Promise<void> {
-    const { tensors, files } = await readStep(plan, this.data)
-    this.recorder?.write('train_step', plan, tensors)
-    const reply = this.worker.call('train_step', plan, { tensors, timeoutMs: 3_600_000 }).catch((e) => { throw nameFile(e, files) })
+    const size = this.group.size
+    const shards = Array.from({ length: size }, (_, r) => shardPlan(plan, r, size))
+    const reads = await Promise.all(shards.map((s) => readStep(s, this.data)))
+    if (size === 1) this.recorder?.write('train_step', plan, reads[0]!.tensors)
+    const replies = shards.map((shard, r) => this.group.call(r, 'train_step', shard, { tensors: reads[r]!.tensors, timeoutMs: 3_600_000 })
+      .catch((e) => { throw nameFile(e, reads[r]!.files) }))
+    const reply = Promise.all(replies).then((rs) => rs[0]!)
     reply.catch(() => undefined) // awaited in order by drain; this keeps an early failure from being "unhandled"
     this.inflight.push({ plan, reply })
   }

@@ -1,15 +1,18 @@
 // An experiment: the training loop, evaluation, checkpoints, resume and the run directory.
 // The loop is pipelined: step n+1's bytes and parameters are read and on the wire (K = 2) while
-// the worker computes step n.
+// the worker computes step n. With world.size N > 1 the driver starts N workers (one
+// torch.distributed group), plans the global step as at any size and sends each rank its shard.
 import { EventEmitter } from 'node:events'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { checkConfig } from '../config/check.ts'
+import { applySet } from '../config/load.ts'
 import type { ExperimentConfig } from '../config/schema.ts'
 import { planStep, type Generators, type PlanData, type StepPlan } from '../policy/plan.ts'
 import { progressAt, stepsPerEpoch } from '../policy/progress.ts'
 import type { OpResult } from '../wire/ops/index.ts'
-import { Worker } from '../worker/worker.ts'
+import { WorkerGroup } from '../worker/group.ts'
+import type { Worker } from '../worker/worker.ts'
 import { findCheckpoint, readCheckpoint, saveCheckpoint, type DriverState } from './checkpoint.ts'
 import { loadRunData, type RunData } from './data.ts'
 import { evaluateOn, type EvalEvent } from './evaluate.ts'
@@ -26,8 +29,12 @@ export interface RunOptions {
   resume?: boolean
   /** Stop after this many steps in this invocation (tests use it to interrupt a run). */
   stopAfter?: number
-  /** Reuse a running worker (the REPL, tests); otherwise one is started and closed. */
+  /** Reuse a running worker (the REPL, tests) at world.size 1; otherwise one is started and closed. */
   worker?: Worker
+  /** Reuse a started group of world.size workers; otherwise one is started and closed. */
+  group?: WorkerGroup
+  /** With resume: `world.*` settings that change on resuming (`world.size=2`); nothing else may. */
+  set?: string[]
   /** Print a progress line to stderr (default: when stderr is a TTY). */
   progress?: boolean
   log?: (line: string) => void
@@ -61,16 +68,30 @@ export class Experiment extends EventEmitter {
       if (!opts.runDir) throw new Error('resume needs the run directory')
       const saved = join(opts.runDir, 'config.json')
       if (!existsSync(saved)) throw new Error(`${opts.runDir} is not a run directory (no config.json)`)
-      this.cfg = checkConfig(JSON.parse(readFileSync(saved, 'utf8')), saved)
+      let config: unknown = JSON.parse(readFileSync(saved, 'utf8'))
+      for (const s of opts.set ?? []) {
+        if (!/^\s*world\./.test(s)) throw new Error(`--set ${s}: a resumed run keeps its configuration; only world.* settings may change`)
+        config = applySet(config, s)
+      }
+      this.cfg = checkConfig(config, opts.set?.length ? `${saved} with --set` : saved)
     } else {
       // Checked here, before a run directory or a worker exists.
       this.cfg = checkConfig(cfg)
     }
+    const size = this.cfg.world.size
+    if (opts.record && size > 1) {
+      throw new Error(`--record writes one worker's requests for an in-process replay; at world.size ${size} a rank's step depends on the others (DDP, SyncBN), so no one rank's requests replay to the run's losses: record at world.size 1`)
+    }
+    if (opts.worker && size > 1) throw new Error(`a single worker was given, but world.size is ${size}: pass a group of ${size} (option group)`)
+    if (opts.group && opts.group.size !== size) throw new Error(`the given worker group has ${opts.group.size} ranks, but world.size is ${size}`)
     const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)
     this.runDir = resolve(opts.runDir ?? join(this.cfg.runs_dir, `${this.cfg.name}-${stamp}`))
   }
 
   get config(): ExperimentConfig { return this.cfg }
+  /** The workers of the run in progress (null before it starts them). */
+  get workers(): WorkerGroup | null { return this.group }
+  private group: WorkerGroup | null = null
 
   /** plan → read bytes → send → record → evaluate/checkpoint when the plan says; the next step
    *  is planned and on the wire while the worker computes this one. */
@@ -80,11 +101,17 @@ export class Experiment extends EventEmitter {
     mkdirSync(join(this.runDir, 'checkpoints'), { recursive: true })
     if (!this.opts.resume) writeFileSync(join(this.runDir, 'config.json'), JSON.stringify(cfg, null, 2))
     writeFileSync(join(this.runDir, 'splits.json'), JSON.stringify(data.splits, null, 2))
-    const worker = this.opts.worker ?? await Worker.start({ python: cfg.worker.python ?? undefined, device: cfg.worker.device, transport: cfg.worker.transport, log: 'silent' })
+    const owned = !this.opts.worker && !this.opts.group
+    const group = this.opts.group ?? (this.opts.worker ? WorkerGroup.of(this.opts.worker) : await WorkerGroup.start({
+      size: cfg.world.size, devices: cfg.world.devices, python: cfg.worker.python ?? undefined, device: cfg.worker.device,
+      transport: cfg.worker.transport, log: 'silent',
+    }))
+    this.group = group
+    this.emit('workers', group)
     const recorder = this.opts.record ? new Recorder(this.opts.record) : null
     try {
-      const run = await this.start(worker, data, recorder)
-      const pipe = new Pipeline(worker, data, recorder, (plan, result) => this.stepDone(run, plan, result))
+      const run = await this.start(group, data, recorder)
+      const pipe = new Pipeline(group, data, recorder, (plan, result) => this.stepDone(run, plan, result))
       for (let planned = run.state.step; planned < run.stopAt; planned++) {
         const plan = planStep(cfg, progressAt(cfg, run.perEpoch, planned), run.gen, run.planData)
         const snapshot = snapshotOf(plan, run.perEpoch, run.gen, run.state.best)
@@ -99,26 +126,31 @@ export class Experiment extends EventEmitter {
       return this.summarize(run)
     } finally {
       recorder?.close()
-      if (!this.opts.worker) await worker.close()
+      if (owned) await group.close()
     }
   }
 
-  /** Configure the worker, and restore the newest checkpoint when resuming. */
-  private async start(worker: Worker, data: RunData, recorder: Recorder | null): Promise<RunState> {
+  /** Configure the workers, and restore the newest checkpoint when resuming: each rank its own
+   *  state, or, from a checkpoint saved by another number of ranks, rank 0's state in every rank. */
+  private async start(group: WorkerGroup, data: RunData, recorder: Recorder | null): Promise<RunState> {
     const cfg = this.cfg
     recorder?.write('configure', workerSettings(cfg))
-    await worker.call('configure', workerSettings(cfg), { timeoutMs: 600_000 })
+    await group.all('configure', () => workerSettings(cfg), { timeoutMs: 600_000 })
     let state = initialState(cfg, data)
     const ck = this.opts.resume ? findCheckpoint(this.runDir) : null
     if (ck) {
-      await worker.call('load', { path: ck.workerFile }, { timeoutMs: 600_000 })
+      const saved = ck.workerFiles.length
+      if (saved !== group.size) {
+        this.log(`warning: ${ck.dir} was saved by ${saved} ${saved === 1 ? 'worker' : 'ranks'} and this run has ${group.size}: every rank loads rank 0's state, and the per-step losses will differ from those of an uninterrupted run at world size ${saved}`)
+      }
+      await group.all('load', (r) => ({ path: saved === group.size ? ck.workerFiles[r]! : ck.workerFile }), { timeoutMs: 600_000 })
       state = ck.state
       this.log(`resumed ${this.runDir} at step ${state.step} (epoch ${state.epoch}) from ${ck.dir}`)
     }
     const perEpoch = stepsPerEpoch(cfg, data.labeled.length)
     const total = perEpoch * cfg.sampling.epochs
     return {
-      worker, data, state, perEpoch, total, gen: generators(cfg, data, state),
+      group, data, state, perEpoch, total, gen: generators(cfg, data, state),
       stopAt: this.opts.stopAfter === undefined ? total : Math.min(total, state.step + this.opts.stopAfter),
       planData: { ...data.sizes, labelLut: data.dataset.labelLut },
       metrics: join(this.runDir, 'metrics.jsonl'), started: Date.now(), firstStep: state.step, done: state.step, best: null, last: null,
@@ -134,7 +166,7 @@ export class Experiment extends EventEmitter {
   }
 
   private async evaluate(run: RunState, step: number, snapshot: DriverState): Promise<void> {
-    const ev = await evaluateOn(run.worker, this.cfg, run.data, step, snapshot.epoch)
+    const ev = await evaluateOn(run.group, this.cfg, run.data, step, snapshot.epoch)
     run.last = ev
     appendLine(run.metrics, ev)
     this.emit('eval', ev)
@@ -148,7 +180,7 @@ export class Experiment extends EventEmitter {
   }
 
   private save(run: RunState, name: 'latest' | 'best', snapshot: DriverState): Promise<string> {
-    return saveCheckpoint(join(this.runDir, 'checkpoints', name), run.worker, { ...snapshot, best: run.state.best, wall_ms: this.wallMs(run) }, this.cfg)
+    return saveCheckpoint(join(this.runDir, 'checkpoints', name), run.group, { ...snapshot, best: run.state.best, wall_ms: this.wallMs(run) }, this.cfg)
   }
 
   private summarize(run: RunState): RunSummary {
@@ -174,7 +206,7 @@ export class Experiment extends EventEmitter {
 
 /** What one invocation of run() works with. */
 interface RunState {
-  worker: Worker
+  group: WorkerGroup
   data: RunData
   state: DriverState
   gen: Generators

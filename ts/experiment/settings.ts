@@ -19,5 +19,6 @@ export function workerSettings(cfg: ExperimentConfig): WorkerSettings {
     amp: cfg.amp,
     channels_last: cfg.channels_last,
     loss: cfg.loss,
+    distributed: { sync_bn: cfg.world.sync_bn, broadcast_buffers: cfg.world.broadcast_buffers, prototypes: cfg.world.prototypes },
   }
 }

@@ -33,6 +33,9 @@ export interface WorkerOptions extends ConnectionOptions {
   /** Where the worker's log lines go: 'inherit' (stderr, the default), 'silent', or a function. */
   log?: 'inherit' | 'silent' | ((line: string) => void)
   env?: Record<string, string>
+  /** Called with the worker once its process is being started, before its hello (a worker group
+   *  uses it to stop ranks that would wait for a rank that failed). */
+  onSpawn?: (worker: Worker) => void
 }
 
 const live = new Set<ChildProcess>()
@@ -99,6 +102,7 @@ export class Worker extends EventEmitter {
     const conn = await Connection.open(endpoint, opts)
     const w = new Worker(conn, opts, true, file)
     try {
+      opts.onSpawn?.(w)
       await w.spawnChild()
     } catch (e) {
       await w.close()
@@ -181,6 +185,7 @@ export class Worker extends EventEmitter {
 
   private async spawnChild(): Promise<void> {
     if (!this.python) this.python = (await findPython(this.opts.python)).python
+    if (this.closing) throw new ClosedError('the worker was closed while it was starting')
     const instance = randomUUID().replace(/-/g, '')
     const args = ['-m', 'prcl_worker', '--connect', this.conn.endpoint, '--instance', instance,
       '--parent-pid', String(process.pid), '--schemas', SCHEMAS_DIR, '--device', this.opts.device ?? 'auto',
