@@ -80,16 +80,16 @@ describe('the packed package', () => {
     expect(ok(help, 'npx prcl --help')).toMatch(/usage: prcl <command>/)
     const bench = spawnSync('npx', ['--no', '--', 'prcl', 'bench', 'nothing'], { cwd: app, encoding: 'utf8' })
     expect(bench.status).toBe(2)
-    expect(bench.stderr).toMatch(/unknown benchmark 'nothing' \(available: wire, prcl-loss, step, overhead\)/)
+    expect(bench.stderr).toMatch(/unknown benchmark 'nothing' \(available: wire, prcl-loss, step, overhead, ddp\)/)
   })
 
   it("loads the programs behind 'prcl bench' from the package", () => {
     const r = nodeEval(`
       const out = {}
-      for (const [file, fn] of [['wire', 'wireBench'], ['prcl-loss', 'prclLossBench'], ['step', 'stepBench'], ['overhead', 'overheadBench']]) {
+      for (const [file, fn] of [['wire', 'wireBench'], ['prcl-loss', 'prclLossBench'], ['step', 'stepBench'], ['overhead', 'overheadBench'], ['ddp', 'ddpBench']]) {
         out[file] = typeof (await import('./node_modules/prcl/dist/bench/' + file + '.js'))[fn]
       }
       console.log(JSON.stringify(out))`)
-    expect(r).toEqual({ wire: 'function', 'prcl-loss': 'function', step: 'function', overhead: 'function' })
+    expect(r).toEqual({ wire: 'function', 'prcl-loss': 'function', step: 'function', overhead: 'function', ddp: 'function' })
   })
 })

@@ -7,7 +7,7 @@ import { parseCommand } from './args.ts'
 import { bench as BENCH } from './commands.ts'
 import { UsageError } from './usage.ts'
 
-const NAMES = ['wire', 'prcl-loss', 'step', 'overhead'] as const
+const NAMES = ['wire', 'prcl-loss', 'step', 'overhead', 'ddp'] as const
 
 export async function bench(args: string[]): Promise<number> {
   const { values, positionals } = parseCommand(BENCH, args)
@@ -30,6 +30,10 @@ export async function bench(args: string[]): Promise<number> {
     const { overheadBench, overheadTable } = await import('../bench/overhead.ts')
     const r = await overheadBench({ steps: values.steps })
     ;[result, table] = [r, overheadTable(r)]
+  } else if (name === 'ddp') {
+    const { ddpBench, ddpTable } = await import('../bench/ddp.ts')
+    const r = await ddpBench({ steps: values.steps })
+    ;[result, table] = [r, ddpTable(r)]
   } else {
     throw new UsageError(`unknown benchmark '${name ?? ''}' (available: ${NAMES.join(', ')})`, 'bench')
   }

@@ -116,7 +116,7 @@ export const repl = command({
 
 export const bench = command({
   name: 'bench',
-  summary: 'benchmarks: wire, prcl-loss, step, overhead (results in bench/results/)',
+  summary: 'benchmarks: wire, prcl-loss, step, overhead, ddp (results in bench/results/)',
   positionals: 'NAME',
   positionalsRequired: true,
   options: {
@@ -127,7 +127,7 @@ export const bench = command({
     device: { type: 'string', value: 'DEVICE', description: 'prcl-loss, step: the worker\'s device' },
     quick: { type: 'boolean', description: 'prcl-loss: small shapes' },
     model: { type: 'string', value: 'MODEL', choices: ['tiny', 'r101'], description: 'step: the network' },
-    steps: { type: 'string', value: 'N', kind: 'positive', description: 'step, overhead: how many steps' },
+    steps: { type: 'string', value: 'N', kind: 'positive', description: 'step, overhead, ddp: how many steps' },
   },
 })
 
