@@ -30,16 +30,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from worker_calls import SCHEMAS, call
 
 from prcl_worker import distributed
 from prcl_worker.losses import prcl as fast
-from prcl_worker.ops import REGISTRY
 from prcl_worker.replay import ReplayContext
-from prcl_worker.schemas import Schemas
 from reference import prcl as ref
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SCHEMAS = Schemas()
 CLASSES, SIZE = 4, 33
 DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "PRCL_DIST_TIMEOUT_S",
             "LOCAL_WORLD_SIZE")
@@ -108,14 +106,6 @@ def run_groups(*groups, timeout=150, dist_timeout=60):
 
 
 # --------------------------------------------------------------------------- the worker in-process
-
-def call(ctx, op, args, tensors=None):
-    SCHEMAS.args[op](args)
-    out = REGISTRY[op].fn(ctx, args, tensors or {})
-    result = out[0] if isinstance(out, tuple) else out
-    SCHEMAS.results[op](result)
-    return result
-
 
 PRCL_PARAMS = {"strong_threshold": 0.8, "temp": 0.5, "neg_temp": None, "num_queries": 8, "num_negatives": 16}
 PARAMS = {"sup": {"ignore_index": -1}, "unsup": {"threshold": 0.26, "variant": "fixed"}, "prcl": PRCL_PARAMS}

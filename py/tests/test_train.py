@@ -12,14 +12,12 @@ import copy
 
 import pytest
 import torch
+from worker_calls import SCHEMAS, call
 
 from prcl_worker.errors import InvalidArgument
 from prcl_worker.graph import SpecError
-from prcl_worker.ops import REGISTRY
 from prcl_worker.replay import ReplayContext
-from prcl_worker.schemas import Schemas
 
-SCHEMAS = Schemas()
 CLASSES, SIZE = 4, 33
 
 PRCL_PARAMS = {"strong_threshold": 0.8, "temp": 0.5, "neg_temp": None, "num_queries": 16, "num_negatives": 32}
@@ -76,14 +74,6 @@ def body(step, decay=0.5, buffers="own", terms=("sup", "unsup", "prcl"), mix="cl
     if mix != "none":
         b["mix"] = [{"seed": 10 + step}, {"seed": 20 + step}]
     return b
-
-
-def call(ctx, op, args, tensors=None):
-    SCHEMAS.args[op](args)
-    out = REGISTRY[op].fn(ctx, args, tensors or {})
-    result = out[0] if isinstance(out, tuple) else out
-    SCHEMAS.results[op](result)
-    return result
 
 
 def configured(cfg=None):
