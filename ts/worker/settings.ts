@@ -48,7 +48,8 @@ export function stepArgs(settings: WorkerSettings, step: number, over: Partial<S
 
 /** The released pseudo-label policy (spec §13): weak threshold 0.7, ClassMix, teacher BN in train mode. */
 export function paperPolicy(over?: Partial<StepPolicy>): StepPolicy {
-  return { ...stepScalars(paperConfig(), progressAt(paperConfig(), 1000, 0)).policy, ...over }
+  const cfg = paperConfig()
+  return { ...stepScalars(cfg, progressAt(cfg, 1000, 0)).policy, ...over }
 }
 
 /** Random normalised images and blocky labels: x_l, y_l, x_u for train_step. */
