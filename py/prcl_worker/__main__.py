@@ -28,8 +28,25 @@ def main(argv=None):
     p.add_argument("--heartbeat-ms", type=int, default=1000)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: the CPUs this process may use)")
     p.add_argument("--spin-us", type=int, default=300, help="poll this long after a reply before sleeping")
+    p.add_argument("--keys", help="CURVE key directory holding driver.key and worker.key_secret (`prcl keys`)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a tcp endpoint off this machine without CURVE keys "
+                        "(anyone on the path can read and inject)")
+    p.add_argument("--driver-wait-s", type=float,
+                   help="exit after this long with no driver connected (default: 600; 0 with --parent-pid: "
+                        "the driver's death ends a spawned worker anyway); 0 waits forever")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    from . import curve
+    keys = None
+    if args.keys:
+        try:
+            keys = curve.load(args.keys)
+        except ValueError as exc:
+            p.error(f"--keys: {exc}")
+    elif not curve.is_loopback(args.connect) and not args.insecure:
+        p.error(f"--connect {args.connect} leaves this machine: pass --keys DIR (from `prcl keys --out DIR`) "
+                "so the driver and this worker authenticate each other, or --insecure to connect without")
     if args.parent_pid:
         _die_with_parent()
         if os.getppid() != args.parent_pid:
@@ -39,10 +56,11 @@ def main(argv=None):
     from .server import Server
     from .train.runtime import pick_threads
     torch.set_num_threads(pick_threads(args.threads or None))
-    Server(args.connect, instance=args.instance, schemas_dir=args.schemas, device=args.device,
-           heartbeat_ms=args.heartbeat_ms, parent_pid=args.parent_pid, quiet=args.quiet,
-           spin_us=args.spin_us).run()
+    driver_wait_s = args.driver_wait_s if args.driver_wait_s is not None else (0 if args.parent_pid else 600)
+    return Server(args.connect, instance=args.instance, schemas_dir=args.schemas, device=args.device,
+                  heartbeat_ms=args.heartbeat_ms, parent_pid=args.parent_pid, quiet=args.quiet,
+                  spin_us=args.spin_us, curve=keys, driver_wait_s=driver_wait_s).run()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

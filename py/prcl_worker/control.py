@@ -1,4 +1,5 @@
-"""The control thread: heartbeats, cancellation, and exiting when the driver process is gone.
+"""The control thread: heartbeats, cancellation, and exiting when the driver process is gone or
+asks it to (`abort`: the main thread may be stuck in a collective waiting for a dead rank).
 
 It owns a second DEALER (routing id `<instance>/ctl`) so beats and cancels never queue behind
 a running op; ZeroMQ sockets are not thread-safe, so the main socket stays with the main thread.
@@ -16,7 +17,7 @@ from .errors import WireError
 
 
 class Control(threading.Thread):
-    def __init__(self, server, zctx, endpoint, interval_ms, parent_pid):
+    def __init__(self, server, zctx, endpoint, interval_ms, parent_pid, curve=None):
         super().__init__(name="prcl-control", daemon=True)
         self.server = server
         self.interval = interval_ms / 1000.0
@@ -26,6 +27,8 @@ class Control(threading.Thread):
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.sock.setsockopt(zmq.ROUTING_ID, (server.instance + "/ctl").encode())
+        if curve is not None:
+            curve.apply(self.sock)
         self.sock.connect(endpoint)
         self.seq = 0
 
@@ -62,12 +65,17 @@ class Control(threading.Thread):
     def _on_message(self, frames):
         try:
             header = msgpack.unpackb(frames[0], raw=False)
-            self.server.schemas.cancel(header)
+            abort = isinstance(header, dict) and header.get("kind") == "abort"
+            (self.server.schemas.abort if abort else self.server.schemas.cancel)(header)
         except (WireError, Exception) as exc:  # noqa: BLE001 - a bad control message is logged, never fatal
             self.server.log(f"control: dropped a bad message ({type(exc).__name__}: {exc})")
             return
-        if header["instance"] == self.server.instance:
-            self.server.cancel(header["id"])
+        if header["instance"] != self.server.instance:
+            return
+        if abort:
+            self.server.log(f"the driver stopped this worker: {header['reason']}")
+            os._exit(70)  # no clean-up: the main thread may be blocked in a collective
+        self.server.cancel(header["id"])
 
     def _check_parent(self):
         if self.parent_pid and os.getppid() != self.parent_pid:

@@ -10,12 +10,27 @@ RANK and WORLD_SIZE the worker runs alone (hello.dist is null) and every helper 
 identity. A half-set or malformed environment is refused with a message naming the variable.
 
 Helpers: `is_dist()`, `rank()`, `world()`, `local_rank()`, `all_reduce_sum`, `all_reduce_mean`,
-`all_reduce_max`, `broadcast_`, `reduce_sums` (PRCL's prototype statistics).
+`all_reduce_max`, `broadcast_`, `reduce_sums` (PRCL's prototype statistics), `all_gather` (the
+mixing partners of Q-aug-6).
+
+Counters: every collective the worker issues is counted by kind, always (a lock and two integer
+additions per collective; the tensors and their order are untouched, so no number changes):
+calls, and bytes = numel × element size of what this rank hands in (the input of an all_gather,
+the buffer of an all_reduce or a broadcast; "size" as nccl-tests counts it). `count(kind,
+*tensors)` records one; `collective_counts()` is the `stats` op's `collectives` (None when alone).
+Kinds: `ddp_gradients` (DDP's bucket all-reduces, through a communication hook: train/parallel.py),
+`ddp_buffers` (DDP's broadcast_buffers), `sync_bn_forward` / `sync_bn_backward` (SyncBatchNorm's
+statistics all_gather and gradient-sums all_reduce), `prcl_prototypes`, `results` (a step's
+reduced numbers), `broadcast` (the teacher at configure, its buffers with broadcast_buffers),
+`mix_partners`. Not counted: DDP's own small all-reduce of its unused-parameter map
+(find_unused_parameters), which runs inside torch's C++ reducer, and DDP's one broadcast of the
+module at construction (configure).
 """
 
 import datetime
 import os
 import re
+import threading
 from dataclasses import dataclass
 from typing import Optional
 
@@ -184,29 +199,57 @@ def local_rank():
     return _placement.local_rank if _placement is not None else int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def all_reduce_sum(tensor):
+KINDS = ("ddp_gradients", "ddp_buffers", "sync_bn_forward", "sync_bn_backward", "prcl_prototypes", "results",
+         "broadcast", "mix_partners")
+_counts = {}
+_counts_lock = threading.Lock()  # DDP's hook and a CUDA SyncBN's backward count from autograd's threads
+
+
+def count(kind, *tensors):
+    """Record one collective of `kind` to which this rank hands `tensors`."""
+    nbytes = sum(t.numel() * t.element_size() for t in tensors)
+    with _counts_lock:
+        entry = _counts.setdefault(kind, [0, 0])
+        entry[0] += 1
+        entry[1] += nbytes
+
+
+def collective_counts():
+    """{kind: {calls, bytes}} since the worker started (every kind of KINDS, zeros included, and any
+    other kind counted), or None when the worker is not one rank of a group."""
+    if not is_dist():
+        return None
+    with _counts_lock:
+        counted = {k: list(v) for k, v in _counts.items()}
+    kinds = list(KINDS) + sorted(k for k in counted if k not in KINDS)
+    return {k: {"calls": counted.get(k, [0, 0])[0], "bytes": counted.get(k, [0, 0])[1]} for k in kinds}
+
+
+def all_reduce_sum(tensor, kind="results"):
     """The sum over ranks (a new tensor; `tensor` itself when alone). Not differentiable."""
     if world() == 1:
         return tensor
     out = tensor.detach().clone()
+    count(kind, out)
     tdist.all_reduce(out, op=tdist.ReduceOp.SUM)
     return out
 
 
-def all_reduce_mean(tensor):
+def all_reduce_mean(tensor, kind="results"):
     """The mean over ranks of a floating tensor."""
-    return tensor if world() == 1 else all_reduce_sum(tensor) / world()
+    return tensor if world() == 1 else all_reduce_sum(tensor, kind) / world()
 
 
-def all_reduce_max(tensor):
+def all_reduce_max(tensor, kind="results"):
     if world() == 1:
         return tensor
     out = tensor.detach().clone()
+    count(kind, out)
     tdist.all_reduce(out, op=tdist.ReduceOp.MAX)
     return out
 
 
-def broadcast_(tensors, src=0):
+def broadcast_(tensors, src=0, kind="broadcast"):
     """Overwrite `tensors` (in place, any memory format) with rank `src`'s values: one collective
     per dtype, through a flat buffer."""
     if world() == 1:
@@ -217,6 +260,7 @@ def broadcast_(tensors, src=0):
     with torch.no_grad():
         for group in by_dtype.values():
             flat = torch.cat([t.reshape(-1) for t in group])
+            count(kind, flat)
             tdist.broadcast(flat, src)
             start = 0
             for t in group:
@@ -224,16 +268,43 @@ def broadcast_(tensors, src=0):
                 start += t.numel()
 
 
-def reduce_sums(*tensors):
+def reduce_sums(*tensors, kind="prcl_prototypes"):
     """Sum each of `tensors` over ranks with one collective (they are packed into one flat buffer
     of the first one's dtype): PRCL's per-class prototype statistics (§15.5)."""
     if world() == 1:
         return tensors
     dtype = tensors[0].dtype
     flat = torch.cat([t.detach().reshape(-1).to(dtype) for t in tensors])
+    count(kind, flat)
     tdist.all_reduce(flat, op=tdist.ReduceOp.SUM)
     out, start = [], 0
     for t in tensors:
         out.append(flat[start:start + t.numel()].view(t.shape).to(t.dtype))
         start += t.numel()
+    return tuple(out)
+
+
+def all_gather(*tensors):
+    """Every rank's `tensors`, each concatenated along dim 0 in rank order (rank r's rows at
+    [r·n, (r+1)·n)): a tuple of new tensors; `tensors` themselves when alone. Every rank passes
+    tensors of the same shapes and dtypes (the collective cannot check it). One collective per
+    dtype, through a flat buffer. Not differentiable."""
+    if world() == 1:
+        return tuple(tensors)
+    n = world()
+    by_dtype = {}
+    for i, t in enumerate(tensors):
+        by_dtype.setdefault(t.dtype, []).append(i)
+    out = [None] * len(tensors)
+    with torch.no_grad():
+        for idx in by_dtype.values():
+            flat = torch.cat([tensors[i].detach().reshape(-1) for i in idx])
+            parts = [torch.empty_like(flat) for _ in range(n)]
+            count("mix_partners", flat)
+            tdist.all_gather(parts, flat)
+            start = 0
+            for i in idx:
+                t = tensors[i]
+                out[i] = torch.cat([p[start:start + t.numel()].view(t.shape) for p in parts])
+                start += t.numel()
     return tuple(out)

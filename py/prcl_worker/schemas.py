@@ -57,7 +57,7 @@ class Schemas:
                         texts[name] = f.read()
         except OSError as exc:
             raise RuntimeError(f"cannot read the schema directory {self.directory}: {exc}") from exc
-        for required in ("request.json", "cancel.json", "ops.json", "losses.json", "loss-spec.json"):
+        for required in ("request.json", "cancel.json", "abort.json", "ops.json", "losses.json", "loss-spec.json"):
             if required not in texts:
                 raise RuntimeError(f"{os.path.join(self.directory, required)} is missing; run `prcl schemas`")
         h = hashlib.sha256()
@@ -68,6 +68,7 @@ class Schemas:
         docs = {name: json.loads(text) for name, text in texts.items()}
         self.request = Validator(docs["request.json"], BadMessage)
         self.cancel = Validator(docs["cancel.json"], BadMessage)
+        self.abort = Validator(docs["abort.json"], BadMessage)
         self.ops = docs["ops.json"]["ops"]
         self.args = {op: Validator(spec["args"], InvalidArgument, "body") for op, spec in self.ops.items()}
         self.results = {op: Validator(spec["result"], InvalidArgument, "result") for op, spec in self.ops.items()}

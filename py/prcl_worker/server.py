@@ -116,7 +116,7 @@ class Context:
 
 class Server:
     def __init__(self, endpoint, instance=None, schemas_dir=None, device="auto", heartbeat_ms=1000,
-                 parent_pid=None, quiet=False, spin_us=300, prepare_threads=2):
+                 parent_pid=None, quiet=False, spin_us=300, prepare_threads=2, curve=None, driver_wait_s=0):
         self.endpoint = endpoint
         self.instance = instance or uuid.uuid4().hex
         self.quiet = quiet
@@ -142,6 +142,11 @@ class Server:
         self.prepare_threads = prepare_threads
         self.cancelled_ids = set()
         self.stopping = False
+        self.exit_code = 0
+        # A worker started elsewhere outlives a driver that crashed: after this long with no driver
+        # connected (none yet, or gone) it exits, so no rank holds its device forever. 0: wait on.
+        self.driver_wait_s = driver_wait_s
+        self.driver_absent_since = time.monotonic()
         self.started = time.monotonic()
         self.hello = self._hello()
         self.ctx = Context(self)
@@ -152,9 +157,14 @@ class Server:
         # Queue only to completed connections, so nothing meant for a gone driver reaches the next.
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.sock.setsockopt(zmq.ROUTING_ID, self.instance.encode())
-        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        if curve is not None:
+            curve.apply(self.sock)
+        self.keyed = curve is not None
+        self.monitor = self.sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_DISCONNECTED)
         self.sock.connect(endpoint)
-        self.control = Control(self, self.zctx, endpoint, heartbeat_ms, parent_pid)
+        self.control = Control(self, self.zctx, endpoint, heartbeat_ms, parent_pid, curve)
 
     def _check_registry(self):
         from .losses import LOSS_OPS
@@ -347,7 +357,20 @@ class Server:
         event = recv_monitor_message(self.monitor)
         if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             # A driver (new or returning) is connected: introduce ourselves.
+            self.driver_absent_since = None
             self._send([pack(self.hello)], "hello")
+        elif event["event"] == zmq.EVENT_DISCONNECTED:
+            if self.driver_absent_since is None:
+                self.driver_absent_since = time.monotonic()
+        elif event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            # The driver's ZAP handler refused our key: retrying cannot help.
+            self.log(f"the driver at {self.endpoint} refused this worker's CURVE key: "
+                     "start it with --keys holding the worker.key_secret of the driver's key directory")
+            self.exit_code = 3
+            raise Shutdown("refused by the driver")
+        else:
+            self.log(f"handshake with {self.endpoint} failed ({'CURVE' if self.keyed else 'no keys'} here): "
+                     "the driver may expect keys, or other keys; retrying")
 
     def run(self):
         def on_signal(signum, frame):
@@ -380,6 +403,10 @@ class Server:
                 events = dict(poller.poll(250))
                 if self.monitor in events:
                     self._on_monitor()
+                absent = self.driver_absent_since
+                if self.driver_wait_s and absent is not None and time.monotonic() - absent > self.driver_wait_s:
+                    self.exit_code = 4
+                    raise Shutdown(f"no driver connected to {self.endpoint} for {self.driver_wait_s:g} s")
         except Shutdown as exc:
             reason = str(exc)
         finally:
@@ -393,3 +420,4 @@ class Server:
             self.zctx.term()
             distributed.stop()
             self.log(f"exiting ({reason})")
+        return self.exit_code

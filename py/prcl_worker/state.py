@@ -12,8 +12,12 @@ Written to `<path>.tmp` and renamed, so a crash mid-save never leaves a file tha
 The file holds only tensors and one JSON string (everything else, with tensors replaced by their
 index), so torch's weights-only unpickler can read it on torch 1.13 too (which refuses floats)
 and nothing in it can run code when loaded.
+
+`parameters_hash(module)`: the `state_hash` op's digest of a network's parameters, which the
+driver compares across ranks (the teacher and student must stay identical under DDP).
 """
 
+import hashlib
 import inspect
 import json
 import os
@@ -54,6 +58,20 @@ def _torch_load(path):
     if "weights_only" in inspect.signature(torch.load).parameters:
         kwargs["weights_only"] = True
     return torch.load(path, **kwargs)
+
+
+def parameters_hash(module):
+    """sha256 (hex) of `module`'s parameters in its parameter order: each one's name, dtype, shape
+    and bytes (copied to the CPU, contiguous, so the device and memory format do not matter).
+    Buffers are left out: BatchNorm statistics may differ between ranks by design (a teacher's
+    own buffers, 'own')."""
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            t = p.detach().to("cpu").contiguous().reshape(-1)
+            digest.update(f"{name}|{t.dtype}|{tuple(p.shape)}\n".encode())
+            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def save_state(trainer, path):

@@ -68,8 +68,8 @@ def body(step, decay=0.5, buffers="own", terms=("sup", "unsup", "prcl"), mix="cl
         "step": step, "lr": 0.01, "head_lr": 0.001, "ema": {"decay": decay, "buffers": buffers},
         "weights": {t: 1.0 for t in terms},
         "params": copy.deepcopy(params if params is not None else {t: PARAMS[t] for t in terms}),
-        "policy": {"weak_threshold": 0.3, "teacher_bn": teacher_bn, "mix": mix, "classmix_ignore_is_class": True,
-                   "conf_quantization": "none"},
+        "policy": {"weak_threshold": 0.3, "teacher_bn": teacher_bn, "mix": mix, "mix_partner": "local_next",
+                   "classmix_ignore_is_class": True, "conf_quantization": "none"},
     }
     if mix != "none":
         b["mix"] = [{"seed": 10 + step}, {"seed": 20 + step}]

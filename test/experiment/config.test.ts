@@ -1,6 +1,6 @@
 // Configuration: presets, files, --set overrides, and one check whose errors name the path, the
 // value and what is allowed, on every route.
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -9,9 +9,11 @@ import { ConfigError } from '../../ts/config/errors.ts'
 import { applySet, loadConfig } from '../../ts/config/load.ts'
 import { preset, presetNames } from '../../ts/config/presets.ts'
 import type { ExperimentConfig } from '../../ts/config/schema.ts'
+import { Experiment } from '../../ts/experiment/run.ts'
 import { evaluate } from '../../ts/loss/schedule.ts'
 import { stepsPerEpoch } from '../../ts/policy/progress.ts'
 import { learningRates, lossWeights } from '../../ts/policy/scalars.ts'
+import { writeKeys } from '../../ts/wire/curve.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'prcl-cfg-'))
 let n = 0
@@ -191,7 +193,33 @@ describe('world (several workers)', () => {
   })
 
   it('the presets run in one process, with SyncBN and global prototypes when they run in several', () => {
-    for (const name of presetNames()) expect(preset(name)!.world).toEqual({ size: 1, devices: null, sync_bn: true, broadcast_buffers: false, prototypes: 'global' })
+    for (const name of presetNames()) {
+      expect(preset(name)!.world).toEqual({ size: 1, devices: null, listen: null, keys: null, insecure: false, wait_s: 600, sync_bn: true, broadcast_buffers: false, prototypes: 'global' })
+    }
+  })
+
+  it('remote ranks: a tcp endpoint, keys off this machine unless explicitly insecure, no devices', () => {
+    const keys = mkdtempSync(join(tmpdir(), 'prcl-keys-'))
+    expect(loadConfig('synthetic-demo', ['world.size=2', 'world.listen=tcp://127.0.0.1:5555']).world.listen).toBe('tcp://127.0.0.1:5555')
+    expect(loadConfig('synthetic-demo', ['world.size=2', 'world.listen=tcp://0.0.0.0:5555', `world.keys=${keys}`]).world.keys).toBe(keys)
+    expect(loadConfig('synthetic-demo', ['world.size=2', 'world.listen=tcp://[::]:5555', 'world.insecure=true']).world.insecure).toBe(true)
+    expect(configError(() => loadConfig('synthetic-demo', ['world.size=2', 'world.listen=tcp://0.0.0.0:5555'])).message)
+      .toMatch(/world\.listen = "tcp:\/\/0\.0\.0\.0:5555": is reachable from other machines and has no CURVE keys: .*Set world\.keys to a directory from `prcl keys --out DIR`, or world\.insecure true/)
+    expect(configError(() => loadConfig('synthetic-demo', ['world.size=2', 'world.listen=tcp://node7:5555'])).message).toMatch(/no CURVE keys/)
+    expect(configError(() => loadConfig('synthetic-demo', ['world.listen=ipc:///tmp/x'])).message).toMatch(/world\.listen = "ipc:\/\/\/tmp\/x"/)
+    expect(configError(() => loadConfig('synthetic-demo', ['world.listen=tcp://10.0.0.1'])).message).toMatch(/world\.listen = "tcp:\/\/10\.0\.0\.1"/)
+    expect(configError(() => loadConfig('synthetic-demo', [`world.keys=${keys}`])).message).toMatch(/world\.keys = .*is set but world\.listen is null/)
+    expect(configError(() => loadConfig('synthetic-demo', ['world.size=2', 'world.listen=tcp://127.0.0.1:5555', 'world.devices=["cpu","cpu"]'])).message)
+      .toMatch(/world\.devices = .*must be null with world\.listen: ranks started by torchrun take the device of their LOCAL_RANK/)
+    expect(configError(() => loadConfig('synthetic-demo', ['world.wait_s=0'])).message).toMatch(/world\.wait_s = 0/)
+    // The key directory itself is read when the run is made, before anything starts.
+    const cfg = loadConfig('synthetic-demo', ['world.size=2', 'world.listen=tcp://127.0.0.1:5555', `world.keys=${keys}`])
+    expect(() => new Experiment(cfg, { runDir: join(keys, 'run') })).toThrow(/driver\.key_secret: .*no such file|cannot read the CURVE certificate .*driver\.key_secret/i)
+    writeKeys(keys)
+    expect(() => new Experiment(cfg, { runDir: join(keys, 'run') })).not.toThrow()
+    chmodSync(join(keys, 'driver.key_secret'), 0o644)
+    expect(() => new Experiment(cfg, { runDir: join(keys, 'run') })).toThrow(/driver\.key_secret can be read by other users; chmod 600 it/)
+    rmSync(keys, { recursive: true, force: true })
   })
 })
 

@@ -1,7 +1,8 @@
 // Data-parallel training through the driver: a group of real workers (gloo on CPU) trains the
 // synthetic dataset, evaluates, checkpoints and resumes; the same losses as one worker with the
 // same global batch where the method is deterministic; a bad group is refused and a dead rank
-// takes the run down, naming the rank, with no worker left behind.
+// takes the run down, naming the rank, with no worker left behind; ranks whose networks diverged
+// stop the run at the next evaluation, named.
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -85,6 +86,16 @@ describe('a run at world size 2 (gloo on CPU)', () => {
     const summary = JSON.parse(readFileSync(join(dir, 'whole', 'summary.json'), 'utf8'))
     expect(summary.steps).toBe(8)
     expect(summary.best.miou).toBeGreaterThan(0)
+    // Before each evaluation the ranks' parameters were compared, and they were the same.
+    const lines = readFileSync(join(dir, 'whole', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    const checks = lines.filter((l) => l.type === 'replicas')
+    expect(checks.map((c) => c.step)).toEqual(lines.filter((l) => l.type === 'eval').map((e) => e.step))
+    expect(checks.map((c) => c.step)).toEqual([4, 8])
+    for (const c of checks) {
+      expect(c).toMatchObject({ ranks: 2, networks: ['teacher', 'student', 'head'], identical: true, differ: {} })
+      expect(Object.values(c.hashes)).toEqual([expect.stringMatching(/^[0-9a-f]{64}$/), expect.stringMatching(/^[0-9a-f]{64}$/), expect.stringMatching(/^[0-9a-f]{64}$/)])
+    }
+    expect(checks[0].hashes.teacher).not.toBe(checks[1].hashes.teacher)
     const ck = readCheckpoint(join(dir, 'whole', 'checkpoints', 'latest'))
     expect(ck.workerFiles.map((f) => f.split('/').at(-1))).toEqual(['worker.rank0.pt', 'worker.rank1.pt'])
     const manifest = JSON.parse(readFileSync(join(ck.dir, 'manifest.json'), 'utf8'))
@@ -97,6 +108,30 @@ describe('a run at world size 2 (gloo on CPU)', () => {
     expect(rest.map((e) => e.step)).toEqual([4, 5, 6, 7, 8])
     expect([...first, ...rest].map((e) => [e.step, e.total, e.losses])).toEqual(whole.map((e) => [e.step, e.total, e.losses]))
   }, 600_000)
+
+  it('stops, naming the rank, when a rank\'s networks differ from rank 0\'s at an evaluation', async () => {
+    // Test-only divergence, with ops on one rank of the group: rank 1 saves its state after step
+    // 1 and takes it back after step 3, so at the evaluation after step 4 its teacher, student and
+    // head are older than rank 0's. (A rank serves its requests in order: the save before the
+    // load, the load before the evaluation's state_hash.)
+    const runDir = join(dir, 'diverged')
+    const file = join(dir, 'rank1-after-step1.pt')
+    const exp = new Experiment(config(), { runDir, group, progress: false, log: () => undefined })
+    const calls: Array<Promise<unknown>> = []
+    exp.on('step', (e: StepEvent) => {
+      if (e.step === 1) calls.push(group.call(1, 'save', { path: file }))
+      if (e.step === 3) calls.push(group.call(1, 'load', { path: file }))
+    })
+    const err = await exp.run().catch((e) => e)
+    await Promise.all(calls)
+    expect(err).toBeInstanceOf(WorkerGroupError)
+    expect(err.message).toMatch(/^the data-parallel ranks diverged at step 4: parameters differ from rank 0's on rank 1 \(teacher, student, head\)\. Every rank must hold the same teacher, student, head/)
+    expect(err.ranks).toEqual([1])
+    const lines = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    expect(lines.at(-1)).toMatchObject({ type: 'replicas', step: 4, identical: false, differ: { teacher: [1], student: [1], head: [1] } })
+    expect(lines.some((l) => l.type === 'eval')).toBe(false)
+    expect(group.error).toBeNull() // the group itself stands; the run stopped
+  }, 300_000)
 
   it('evaluation sharded over the ranks gives the score of one worker', async () => {
     const cfg = config()

@@ -1,10 +1,13 @@
 // The step plan as a pure function of configuration, progress and generator state: no worker.
 import { describe, expect, it } from 'vitest'
+import { ConfigError } from '../../ts/config/errors.ts'
 import { loadConfig } from '../../ts/config/load.ts'
+import { preset, presetNames } from '../../ts/config/presets.ts'
 import type { ExperimentConfig } from '../../ts/config/schema.ts'
 import { planStep, type Generators, type PlanData } from '../../ts/policy/plan.ts'
 import { progressAt } from '../../ts/policy/progress.ts'
 import { Sampler } from '../../ts/policy/sampler.ts'
+import { shardPlan } from '../../ts/policy/shard.ts'
 import { emaDecay } from '../../ts/policy/scalars.ts'
 import { Rng, STREAM } from '../../ts/rng.ts'
 
@@ -124,5 +127,33 @@ describe('planStep', () => {
     const ps = plans(cfg, gens(cfg), 0, 40) // 8 epochs of 5 steps
     expect(ps.filter((p) => p.evaluate).map((p) => p.step)).toEqual([10, 20, 30, 40])
     expect(ps.filter((p) => p.checkpoint).map((p) => p.step)).toEqual([7, 14, 21, 28, 35, 40])
+  })
+})
+
+describe('policy.mix_partner (Q-aug-6)', () => {
+  it('is local_next in every preset; the three values are accepted and each step\'s plan and every rank\'s shard carry it', () => {
+    for (const name of presetNames()) expect(preset(name)!.policy.mix_partner, name).toBe('local_next')
+    for (const partner of ['local_next', 'global_next', 'prcl_rank0'] as const) {
+      const cfg = demo([`policy.mix_partner=${partner}`, 'sampling.batch_size=4', 'world.size=2'])
+      expect(cfg.policy.mix_partner).toBe(partner)
+      const ps = plans(cfg, gens(cfg), 0, 3)
+      for (const p of ps) {
+        expect(p.policy.mix_partner).toBe(partner)
+        for (const r of [0, 1]) expect(shardPlan(p, r, 2).policy.mix_partner).toBe(partner)
+      }
+    }
+  })
+
+  it('refuses any other value, naming the allowed ones', () => {
+    for (const bad of ['next', '"global"', '1', 'null']) {
+      let err: unknown
+      try {
+        demo([`policy.mix_partner=${bad}`])
+      } catch (e) {
+        err = e
+      }
+      expect(err, bad).toBeInstanceOf(ConfigError)
+      expect((err as Error).message).toMatch(/policy\.mix_partner = .*must be one of 'local_next', 'global_next', 'prcl_rank0'/)
+    }
   })
 })

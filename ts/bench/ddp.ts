@@ -2,14 +2,18 @@
 // world size 2 (a WorkerGroup of two CPU ranks, gloo, b per rank, both ranks stepping at once), in
 // one run, as a ratio; and the bytes a step hands to collectives per rank, by category.
 //
-// The bytes are computed, not measured: the train_step reply and the `stats` reply are closed
-// schemas with no place for counters. They follow from the model as the worker builds it (counted
-// by the worker's interpreter: DDP's parameters, parameter tensors, BatchNorm channels) and the
-// collectives the worker issues (py/prcl_worker/train/parallel.py, distributed.py, step.py).
+// The bytes are measured: every rank counts the collectives it issues, by kind (calls and bytes
+// handed in; py/prcl_worker/distributed.py), and answers the counters in its `stats` reply; the
+// bench takes their difference over the measured steps. One category cannot be measured: DDP's
+// all-reduce of its unused-parameter map (find_unused_parameters) runs inside torch's C++ reducer,
+// so it is computed from the model (an int32 per parameter tensor), as every category was before
+// the counters existed; those computed numbers are kept in the result next to the measured ones,
+// and are still how the R101 figures (no R101 run here) are made.
 import { execFile } from 'node:child_process'
 import { cpus } from 'node:os'
 import { promisify } from 'node:util'
 import { PY_DIR, ROOT } from '../paths.ts'
+import type { OpResult } from '../wire/ops/index.ts'
 import type { Tensor, Tensors } from '../wire/tensor.ts'
 import { WorkerGroup } from '../worker/group.ts'
 import { findPython } from '../worker/python.ts'
@@ -83,6 +87,19 @@ export function stepBytes(m: ModelCounts, s: WorkerSettings, lossTerms: number) 
   return { total: sum(Object.values(bytes)), ...bytes }
 }
 
+type Collectives = NonNullable<OpResult<'stats'>['collectives']>
+
+/** Per step, by kind, between two readings of a rank's counters (every kind either reading has). */
+export function perStep(before: Collectives, after: Collectives, steps: number) {
+  const kinds = [...new Set([...Object.keys(before), ...Object.keys(after)])]
+  const zero = { calls: 0, bytes: 0 }
+  const of = (k: string, w: 'calls' | 'bytes') => ((after[k] ?? zero)[w] - (before[k] ?? zero)[w]) / steps
+  return {
+    bytes: Object.fromEntries(kinds.map((k) => [k, of(k, 'bytes')])) as Record<string, number>,
+    calls: Object.fromEntries(kinds.map((k) => [k, of(k, 'calls')])) as Record<string, number>,
+  }
+}
+
 /** A tensor's images [from, to) along the first dimension. */
 function rows(t: Tensor, from: number, to: number): Tensor {
   const per = t.data.length / t.shape[0]!
@@ -113,7 +130,10 @@ export async function ddpBench(o: DdpBenchOptions = {}) {
       await group.all('configure', () => settings, { timeoutMs: 600_000 })
       let terms = 0
       const t: number[] = []
+      const counters = async () => (await group.all('stats', () => ({}))).map((r) => r.body.collectives)
+      let before: Array<Collectives | null> = []
       for (let s = 0; s < steps + 2; s++) {
+        if (s === 2) before = await counters()
         const t0 = performance.now()
         const replies = await Promise.all(group.workers.map((_, r) => group.call(r, 'train_step', {
           ...stepArgs(settings, s), mix: mix(s, world === 1 ? 2 * b : b, r * b),
@@ -121,8 +141,11 @@ export async function ddpBench(o: DdpBenchOptions = {}) {
         terms = Object.keys(replies[0]!.body.losses).length
         if (s >= 2) t.push(performance.now() - t0)
       }
+      const after = await counters()
       const ms = [...t].sort((a, c) => a - c)[t.length >> 1]!
-      return { settings, terms, step_ms_p50: r2(ms), steps_per_s: r2(1000 / ms), machine: machine(group.workers[0]) }
+      // Counters exist at world size > 1 only (null for a worker alone).
+      const measured = after.map((a, r) => (a && before[r] ? perStep(before[r]!, a, steps) : null))
+      return { settings, terms, step_ms_p50: r2(ms), steps_per_s: r2(1000 / ms), machine: machine(group.workers[0]), measured }
     } finally {
       await group.close()
     }
@@ -132,6 +155,10 @@ export async function ddpBench(o: DdpBenchOptions = {}) {
   const r101 = paperSettings({ deterministic: false, model: { pretrained: null } }, { epochs: 200 })
   const counts = await countModels({ tiny: base.model, r101: r101.model })
   const tinyBytes = stepBytes(counts.tiny!, w2.settings, w2.terms)
+  const [m0, ...others] = w2.measured
+  if (!m0) throw new Error('the world-2 ranks answered no collective counters (stats.collectives is null)')
+  const measured = { ...m0.bytes, ddp_unused_map: tinyBytes.ddp_unused_map }
+  const measuredTotal = Object.values(measured).reduce((a, b) => a + b, 0)
   const r101Bytes = stepBytes(counts.r101!, r101, w2.terms)
   const links = [
     { setup: '8 GPUs, one box, NVLink', ranks: 8, gbps: 300 },
@@ -144,9 +171,16 @@ export async function ddpBench(o: DdpBenchOptions = {}) {
     world1_step_ms_p50: w1.step_ms_p50, world2_step_ms_p50: w2.step_ms_p50,
     world1_steps_per_s: w1.steps_per_s, world2_steps_per_s: w2.steps_per_s,
     world2_over_world1: r2(w2.steps_per_s / w1.steps_per_s),
-    bytes_method: 'computed from the model the worker builds and the collectives it issues (no counters: the stats and train_step replies are closed schemas)',
-    bytes_per_step: tinyBytes.total,
-    bytes_breakdown: tinyBytes,
+    bytes_method: "measured: each rank's collective counters (stats.collectives), difference over the measured steps / steps, rank 0's; " +
+      "ddp_unused_map computed from the model (DDP's all-reduce of its unused-parameter map runs in torch's C++ reducer, which no counter sees)",
+    bytes_per_step: measuredTotal,
+    bytes_breakdown: { total: measuredTotal, ...measured },
+    calls_per_step: m0.calls,
+    computed: ['ddp_unused_map'],
+    /** Every rank handed in the same bytes by kind. */
+    ranks_agree: others.every((o) => JSON.stringify(o?.bytes) === JSON.stringify(m0.bytes)),
+    /** The bytes as computed from the model (what this bench reported before the counters). */
+    bytes_computed: tinyBytes,
     r101: {
       grad_elements: counts.r101!.grad_elements,
       bytes_per_step: r101Bytes.total,
@@ -160,14 +194,16 @@ export async function ddpBench(o: DdpBenchOptions = {}) {
 export function ddpTable(r: Awaited<ReturnType<typeof ddpBench>>): string {
   const kb = (x: number) => `${(x / 1024).toFixed(1)} KiB`
   const mb = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`
-  const rows = (bd: Record<string, number>, f: (x: number) => string) =>
-    Object.entries(bd).filter(([k]) => k !== 'total').map(([k, v]) => `    ${k.padEnd(18)} ${f(v).padStart(12)}`)
+  const kinds = Object.keys(r.bytes_breakdown).filter((k) => k !== 'total')
+  const bd = r.bytes_breakdown as Record<string, number>
   return [
     `data parallel, tiny model, ${r.per_rank_batch}+${r.per_rank_batch} images of ${r.image_size}x${r.image_size} per rank, CPU (gloo), medians of ${r.steps} steps`,
     `  ${`world 1 (batch ${2 * r.per_rank_batch}, ${r.world1_threads} threads)`.padEnd(40)} ${r.world1_step_ms_p50.toFixed(1).padStart(8)} ms  ${r.world1_steps_per_s} steps/s`,
     `  ${`world 2 (batch ${r.per_rank_batch}/rank, ${r.world2_threads_per_rank} threads/rank)`.padEnd(40)} ${r.world2_step_ms_p50.toFixed(1).padStart(8)} ms  ${r.world2_steps_per_s} steps/s`,
     `  world 2 / world 1 steps/s: ${r.world2_over_world1}`,
-    `  bytes per step per rank (computed, not measured): ${kb(r.bytes_per_step)}`, ...rows(r.bytes_breakdown, kb),
+    `  bytes per step per rank, measured by the ranks' counters (${r.computed.join(', ')} computed): ${kb(r.bytes_per_step)}`,
+    ...kinds.map((k) => `    ${k.padEnd(18)} ${kb(bd[k]!).padStart(12)}  ${r.computed.includes(k) ? '(computed)' : `${r.calls_per_step[k]} calls`}`),
+    `  computed from the model: ${kb(r.bytes_computed.total)}${r.ranks_agree ? '' : "; the ranks' counters differ"}`,
     `  R101 (paper settings, ${(r.r101.grad_elements / 1e6).toFixed(1)} M DDP parameters): ${mb(r.r101.bytes_per_step)} per step; ring all-reduce of the gradients (estimate):`,
     ...r.r101.ring_allreduce_ms_estimate.map((l) => `    ${l.setup.padEnd(28)} ${String(l.gbps).padStart(5)} GB/s  ${l.ms.toFixed(1).padStart(7)} ms`),
   ].join('\n')

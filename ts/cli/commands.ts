@@ -103,6 +103,19 @@ export const schemas = command({
   },
 })
 
+export const keys = command({
+  name: 'keys',
+  summary: 'CURVE key pairs for a driver and workers on other machines (world.keys, prcl_worker --keys)',
+  options: {
+    out: { type: 'string', value: 'DIR', required: true, description: 'where to write driver.key, driver.key_secret, worker.key, worker.key_secret' },
+    force: { type: 'boolean', description: 'replace keys already in DIR (workers holding the old ones are refused)' },
+  },
+  notes: [
+    'the driver uses DIR as world.keys; copy driver.key and worker.key_secret to each worker node,',
+    'into a directory of their own, and start the workers with --keys THAT_DIR',
+  ],
+})
+
 export const repl = command({
   name: 'repl',
   summary: 'TypeScript REPL with top-level await, the API and a connected `worker` in scope',
@@ -140,7 +153,7 @@ export const pytest = command({
 })
 
 /** In the order `prcl --help` lists them. */
-export const COMMANDS: readonly CommandDecl[] = [demo, train, evalCmd, predict, synth, split, doctor, schemas, repl, bench, pytest]
+export const COMMANDS: readonly CommandDecl[] = [demo, train, evalCmd, predict, synth, split, keys, doctor, schemas, repl, bench, pytest]
 
 export function findCommand(name: string): CommandDecl | undefined {
   return COMMANDS.find((c) => c.name === name)

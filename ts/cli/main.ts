@@ -7,7 +7,7 @@ import { ROOT } from '../paths.ts'
 import { HelpRequested, helpText, usageFromParseError, usageText } from './args.ts'
 import { COMMANDS, findCommand } from './commands.ts'
 import { exitCleanlyOnSignals } from './signals.ts'
-import { UsageError } from './usage.ts'
+import { CommandError, UsageError } from './usage.ts'
 
 type Run = (args: string[]) => Promise<number>
 
@@ -18,6 +18,7 @@ const RUN: Record<string, Run> = {
   predict: async (a) => (await import('./predict.ts')).predictCommand(a),
   synth: async (a) => (await import('./synth.ts')).synth(a),
   split: async (a) => (await import('./split.ts')).split(a),
+  keys: async (a) => (await import('./keys.ts')).keysCommand(a),
   doctor: async (a) => (await import('./doctor.ts')).doctor(a),
   schemas: async (a) => (await import('./schemas.ts')).schemasCommand(a),
   repl: async (a) => (await import('./repl.ts')).repl(a),
@@ -66,6 +67,9 @@ try {
   if (e instanceof HelpRequested) {
     process.stdout.write(helpText(e.command))
     process.exitCode = 0
+  } else if (e instanceof CommandError) {
+    console.error(`prcl${current ? ` ${current}` : ''}: ${e.message}`)
+    process.exitCode = 1
   } else if ((e as Error).name === 'ConfigError') {
     console.error(`prcl: ${(e as Error).message}`)
     process.exitCode = 2

@@ -9,7 +9,9 @@ import { pytest as PYTEST } from './commands.ts'
 export async function pytest(args: string[]): Promise<number> {
   const { positionals: forwarded } = parseCommand(PYTEST, args)
   const { python } = await findPython()
-  const child = spawn(python, ['-m', 'pytest', 'py/tests', ...forwarded], {
+  // Test files or node ids named: those only; otherwise the whole suite.
+  const named = forwarded.some((a) => !a.startsWith('-') && /^py\/tests\b|\.py(::|$)/.test(a))
+  const child = spawn(python, ['-m', 'pytest', ...(named ? [] : ['py/tests']), ...forwarded], {
     cwd: ROOT, stdio: 'inherit', env: { ...process.env, PYTHONPATH: PY_DIR },
   })
   return new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))))

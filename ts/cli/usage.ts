@@ -4,3 +4,9 @@ export class UsageError extends Error {
   override name = 'UsageError'
   constructor(message: string, readonly command?: string) { super(message) }
 }
+
+/** A command that cannot do what was asked (files in the way, a refused peer): printed as
+ *  `prcl <command>: message`, exit 1, no stack trace. */
+export class CommandError extends Error {
+  override name = 'CommandError'
+}

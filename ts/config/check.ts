@@ -5,6 +5,7 @@ import { Compile } from 'typebox/compile'
 import { lossSpecIssues, type ScheduleRange } from '../loss/check.ts'
 import { evaluate, scheduleTimes } from '../loss/schedule.ts'
 import { readsOnlyLabeled } from '../loss/spec.ts'
+import { listenIssue } from '../wire/curve.ts'
 import { ConfigError, type ConfigIssue } from './errors.ts'
 import { inputIssues } from './input.ts'
 import { ExperimentConfig } from './schema.ts'
@@ -77,6 +78,13 @@ function ruleIssues(cfg: ExperimentConfig): ConfigIssue[] {
     const twice = cuda.filter((d, i) => cuda.indexOf(d) !== i)
     if (twice.length) add('world.devices', w.devices, `must name each CUDA device once (${[...new Set(twice)].join(', ')} is listed twice)`)
     if (cfg.amp === 'fp16' && w.devices.includes('cpu')) add('amp', 'fp16', "needs a CUDA device on every rank; world.devices lists 'cpu'")
+  }
+  if (w.listen !== null) {
+    const why = listenIssue(w.listen, w.keys !== null, w.insecure)
+    if (why) add('world.listen', w.listen, why.replace(`${w.listen} `, ''))
+    if (w.devices) add('world.devices', w.devices, 'must be null with world.listen: ranks started by torchrun take the device of their LOCAL_RANK (start them with --device to choose)')
+  } else if (w.keys !== null) {
+    add('world.keys', w.keys, 'is set but world.listen is null: keys guard the endpoint remote ranks connect to; local ranks talk over ipc')
   }
   // BatchNorm in train mode needs two values per channel, and ASPP's pooled branch has one per image.
   if (cfg.sampling.batch_size / w.size === 1) {

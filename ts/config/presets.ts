@@ -22,7 +22,7 @@ function vocPrcl(name: string, splits: ExperimentConfig['data']['splits']): Expe
     model: { num_classes: 21, backbone: 'resnet101', output_stride: 16, rep_dim: 256, width: 1, pretrained: null },
     ema: { alpha: 0.99, buffers: 'own' },
     teacher: { bn_mode: 'train' },
-    policy: { weak_threshold: 0.7, mix: 'classmix', classmix_ignore_is_class: true, conf_quantization: 'none' },
+    policy: { weak_threshold: 0.7, mix: 'classmix', mix_partner: 'local_next', classmix_ignore_is_class: true, conf_quantization: 'none' },
     loss: prclLoss(),
     optim: {
       lr: 3.2e-3, head_lr: 5e-5, momentum: 0.9, nesterov: true, weight_decay: 5e-4,
@@ -35,7 +35,7 @@ function vocPrcl(name: string, splits: ExperimentConfig['data']['splits']): Expe
     eval: { every_epochs: 1, protocol: 'whole', model: 'teacher', window: null, stride: null },
     checkpoint: { every_steps: 1000 },
     // One process by default; the released runs: size 8, SyncBN, global prototypes (§7.10).
-    world: { size: 1, devices: null, sync_bn: true, broadcast_buffers: false, prototypes: 'global' },
+    world: { size: 1, devices: null, listen: null, keys: null, insecure: false, wait_s: 600, sync_bn: true, broadcast_buffers: false, prototypes: 'global' },
     worker: { python: null, device: 'auto', transport: 'ipc', threads: null },
     runs_dir: 'runs',
   }

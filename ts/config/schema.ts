@@ -2,7 +2,7 @@
 import Type, { type Static } from 'typebox'
 import { LossSpec } from '../loss/spec.ts'
 import { ScheduleOrNumber } from '../loss/schedule.ts'
-import { Distributed, EmaBuffers, ModelConfig, TeacherBn } from '../wire/ops/training.ts'
+import { Distributed, EmaBuffers, MixPartner, ModelConfig, TeacherBn } from '../wire/ops/training.ts'
 
 const Closed = { additionalProperties: false } as const
 const PathString = Type.String({ minLength: 1, maxLength: 4096 })
@@ -54,6 +54,8 @@ export const ExperimentConfig = Type.Object({
   policy: Type.Object({
     weak_threshold: ScheduleOrNumber,
     mix: Type.Enum(['classmix', 'cutmix', 'cutout', 'none']),
+    // The mixing partner under data parallelism (Q-aug-6, see MixPartner); local_next as single-GPU.
+    mix_partner: MixPartner,
     classmix_ignore_is_class: Type.Boolean(),
     conf_quantization: Type.Enum(['none', 'uint8_trunc']),
   }, Closed),
@@ -88,6 +90,15 @@ export const ExperimentConfig = Type.Object({
   world: Type.Object({
     size: Type.Integer({ minimum: 1, maximum: 1024 }),
     devices: Type.Union([Type.Array(Type.String({ pattern: '^(cpu|cuda(:[0-9]+)?)$' }), { minItems: 1, maxItems: 1024 }), Type.Null()]),
+    // Ranks started elsewhere (`torchrun … -m prcl_worker --connect <listen>`, or srun) connect
+    // to this endpoint and the driver spawns none; null: the driver spawns `size` local ranks.
+    listen: Type.Union([Type.String({ pattern: '^tcp://(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$', maxLength: 300 }), Type.Null()]),
+    // CURVE key directory (`prcl keys --out DIR`): driver.key_secret, and the workers' *.key admitted.
+    keys: Type.Union([PathString, Type.Null()]),
+    // Allow `listen` off this machine without keys (anyone reaching the port could pose as a rank).
+    insecure: Type.Boolean(),
+    // How long the driver waits for every remote rank's hello.
+    wait_s: Type.Integer({ minimum: 1, maximum: 86400 }),
     ...Distributed.properties,
   }, Closed),
   worker: Type.Object({

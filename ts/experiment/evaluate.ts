@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import type { ExperimentConfig } from '../config/schema.ts'
 import { readSample } from '../data/dataset.ts'
 import { bytesTensor, type Tensors } from '../wire/tensor.ts'
-import { WorkerGroup } from '../worker/group.ts'
+import { WorkerGroup, WorkerGroupError } from '../worker/group.ts'
 import { Worker } from '../worker/worker.ts'
 import { readCheckpoint } from './checkpoint.ts'
 import { loadRunData, type RunData } from './data.ts'
@@ -41,6 +41,49 @@ export async function evaluateOn(workers: Worker | WorkerGroup, cfg: ExperimentC
   }
   await Promise.all(Array.from({ length: group.size }, (_, r) => lane(r)))
   return { type: 'eval', step, epoch, model, protocol: cfg.eval.protocol, classes: data.dataset.classNames, ...iouFromConfusion(cm, c) }
+}
+
+/** The networks whose parameters every rank must hold identically under data parallelism (DDP
+ *  keeps the student and head in step, and the teacher follows them by the same EMA); their
+ *  buffers are not compared (a teacher's own BatchNorm statistics, `ema.buffers: own`, follow each
+ *  rank's batches). */
+export const REPLICATED = ['teacher', 'student', 'head'] as const
+
+export interface ReplicaEvent {
+  type: 'replicas'; step: number; epoch: number; ranks: number; networks: string[]
+  /** True when every rank's hashes equal rank 0's. */
+  identical: boolean
+  /** Rank 0's sha256 of each network's parameters. */
+  hashes: Record<string, string>
+  /** For each network that differs, the ranks whose hash is not rank 0's. */
+  differ: Record<string, number[]>
+}
+
+/** Ask every rank for the sha256 of its networks' parameters (the `state_hash` op) and compare
+ *  them with rank 0's. The event says what was found; `assertReplicas` turns a difference into an
+ *  error. A group of one has nothing to compare: null. */
+export async function checkReplicas(group: WorkerGroup, step: number, epoch: number): Promise<ReplicaEvent | null> {
+  if (group.size < 2) return null
+  const networks = [...REPLICATED]
+  const replies = await group.all('state_hash', () => ({ networks }), { timeoutMs: 600_000 })
+  const hashes = replies.map((r) => r.body.hashes)
+  const differ: Record<string, number[]> = {}
+  for (const n of networks) {
+    const ranks = hashes.map((h, r) => (h[n] !== hashes[0]![n] ? r : -1)).filter((r) => r > 0)
+    if (ranks.length) differ[n] = ranks
+  }
+  const identical = Object.keys(differ).length === 0
+  return { type: 'replicas', step, epoch, ranks: group.size, networks, identical, hashes: hashes[0]!, differ }
+}
+
+/** The error of a check that found ranks whose networks differ from rank 0's (nothing otherwise). */
+export function assertReplicas(ev: ReplicaEvent): void {
+  if (ev.identical) return
+  const ranks = [...new Set(Object.values(ev.differ).flat())].sort((a, b) => a - b)
+  const which = ranks.map((r) => `rank ${r} (${Object.keys(ev.differ).filter((n) => ev.differ[n]!.includes(r)).join(', ')})`)
+  throw new WorkerGroupError(`the data-parallel ranks diverged at step ${ev.step}: parameters differ from rank 0's on ${which.join('; ')}. ` +
+    `Every rank must hold the same ${ev.networks.join(', ')} (compared by the sha256 of their parameters); the run is stopped, ` +
+    'since its evaluation and checkpoints would depend on which rank was asked', ranks)
 }
 
 /** Load a run's checkpoint (`best` or `latest`) into one worker, configured as the run was (of a

@@ -10,12 +10,14 @@ import { applySet } from '../config/load.ts'
 import type { ExperimentConfig } from '../config/schema.ts'
 import { planStep, type Generators, type PlanData, type StepPlan } from '../policy/plan.ts'
 import { progressAt, stepsPerEpoch } from '../policy/progress.ts'
+import { loadDriverKeys, type CurveServer, type RefusedPeer } from '../wire/curve.ts'
+import type { Hello } from '../wire/envelope.ts'
 import type { OpResult } from '../wire/ops/index.ts'
 import { WorkerGroup } from '../worker/group.ts'
 import type { Worker } from '../worker/worker.ts'
 import { findCheckpoint, readCheckpoint, saveCheckpoint, type DriverState } from './checkpoint.ts'
 import { loadRunData, type RunData } from './data.ts'
-import { evaluateOn, type EvalEvent } from './evaluate.ts'
+import { assertReplicas, checkReplicas, evaluateOn, type EvalEvent } from './evaluate.ts'
 import { generators, initialState, snapshotOf } from './generators.ts'
 import { appendLine, evalsFromMetrics, progressLine, stepEvent, type StepEvent } from './metrics-log.ts'
 import { Pipeline } from './pipeline.ts'
@@ -60,6 +62,7 @@ export class Experiment extends EventEmitter {
   readonly runDir: string
   private cfg: ExperimentConfig
   private opts: RunOptions
+  private readonly curve: CurveServer | null
 
   constructor(cfg: ExperimentConfig, opts: RunOptions = {}) {
     super()
@@ -84,6 +87,8 @@ export class Experiment extends EventEmitter {
     }
     if (opts.worker && size > 1) throw new Error(`a single worker was given, but world.size is ${size}: pass a group of ${size} (option group)`)
     if (opts.group && opts.group.size !== size) throw new Error(`the given worker group has ${opts.group.size} ranks, but world.size is ${size}`)
+    // The key directory is read now, so a missing or unreadable key stops the run before it starts.
+    this.curve = this.cfg.world.keys === null || opts.group || opts.worker ? null : loadDriverKeys(this.cfg.world.keys)
     const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)
     this.runDir = resolve(opts.runDir ?? join(this.cfg.runs_dir, `${this.cfg.name}-${stamp}`))
   }
@@ -102,10 +107,7 @@ export class Experiment extends EventEmitter {
     if (!this.opts.resume) writeFileSync(join(this.runDir, 'config.json'), JSON.stringify(cfg, null, 2))
     writeFileSync(join(this.runDir, 'splits.json'), JSON.stringify(data.splits, null, 2))
     const owned = !this.opts.worker && !this.opts.group
-    const group = this.opts.group ?? (this.opts.worker ? WorkerGroup.of(this.opts.worker) : await WorkerGroup.start({
-      size: cfg.world.size, devices: cfg.world.devices, python: cfg.worker.python ?? undefined, device: cfg.worker.device,
-      transport: cfg.worker.transport, log: 'silent',
-    }))
+    const group = this.opts.group ?? (this.opts.worker ? WorkerGroup.of(this.opts.worker) : await this.startGroup())
     this.group = group
     this.emit('workers', group)
     const recorder = this.opts.record ? new Recorder(this.opts.record) : null
@@ -128,6 +130,30 @@ export class Experiment extends EventEmitter {
       recorder?.close()
       if (owned) await group.close()
     }
+  }
+
+  /** The world.size ranks: spawned here, or, with world.listen, gathered as they connect. */
+  private async startGroup(): Promise<WorkerGroup> {
+    const w = this.cfg.world
+    if (w.listen === null) {
+      return WorkerGroup.start({
+        size: w.size, devices: w.devices, python: this.cfg.worker.python ?? undefined, device: this.cfg.worker.device,
+        transport: this.cfg.worker.transport, log: 'silent',
+      })
+    }
+    const events = new EventEmitter()
+    events.on('rank', (h: Hello, n: number, of: number) => this.log(`rank ${h.dist?.rank ?? 0} connected from ${h.host} (pid ${h.pid}, ${h.device}): ${n} of ${of}`))
+    // A refused peer retries every few hundred ms: say it once per address and reason.
+    const refused = new Set<string>()
+    events.on('refused', (p: RefusedPeer) => {
+      const key = `${p.address}: ${p.reason}`
+      if (!refused.has(key)) { refused.add(key); this.log(`refused a peer from ${key}`) }
+    })
+    events.on('stray', (h: Hello) => this.log(`ignored a worker that is not in this group (pid ${h.pid} on ${h.host})`))
+    const curve = this.curve
+    this.log(`waiting up to ${w.wait_s} s for ${w.size} rank${w.size > 1 ? 's' : ''} on ${w.listen}${curve ? ' (CURVE)' : ''}: start them with ` +
+      `torchrun … -m prcl_worker --connect ${w.listen}${curve ? ' --keys DIR' : ''}`)
+    return WorkerGroup.connect({ size: w.size, listen: w.listen, curve, insecure: w.insecure, waitMs: w.wait_s * 1000, events })
   }
 
   /** Configure the workers, and restore the newest checkpoint when resuming: each rank its own
@@ -166,6 +192,14 @@ export class Experiment extends EventEmitter {
   }
 
   private async evaluate(run: RunState, step: number, snapshot: DriverState): Promise<void> {
+    // Several ranks: each must hold rank 0's teacher, student and head, or the score (dealt over
+    // the ranks) and the checkpoints would mix models. The check is logged either way.
+    const replicas = await checkReplicas(run.group, step, snapshot.epoch)
+    if (replicas) {
+      appendLine(run.metrics, replicas)
+      this.emit('replicas', replicas)
+      assertReplicas(replicas)
+    }
     const ev = await evaluateOn(run.group, this.cfg, run.data, step, snapshot.epoch)
     run.last = ev
     appendLine(run.metrics, ev)

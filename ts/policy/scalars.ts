@@ -31,6 +31,7 @@ export function stepScalars(cfg: ExperimentConfig, p: Progress): StepScalars {
       weak_threshold: evaluate(cfg.policy.weak_threshold, t),
       teacher_bn: cfg.teacher.bn_mode,
       mix: cfg.policy.mix,
+      mix_partner: cfg.policy.mix_partner,
       classmix_ignore_is_class: cfg.policy.classmix_ignore_is_class,
       conf_quantization: cfg.policy.conf_quantization,
     },

@@ -1,7 +1,9 @@
-// The driver's end of the wire: a bound ROUTER, request ids, deadlines, credits, heartbeats.
-// One Connection talks to one worker (its main DEALER and its control DEALER).
+// The driver's end of the wire: request ids, deadlines, credits, heartbeats over a Hub (a bound
+// ROUTER). One Connection talks to one worker (its main DEALER and its control DEALER): alone on
+// its hub (`open`), or as one rank of a group that shares a hub (`adopt`).
 import { EventEmitter } from 'node:events'
-import { Router } from 'zeromq'
+import type { CurveServer } from './curve.ts'
+import { Hub } from './hub.ts'
 import { decode, encodeTensors, packHeader, unpackHeader } from './codec.ts'
 import { PROTOCOL_VERSION, UINT32_MAX, type Heartbeat, type Hello } from './envelope.ts'
 import { ClosedError, DeadlineError, ProtocolError, WorkerDiedError, WorkerError } from './errors.ts'
@@ -14,6 +16,8 @@ export interface ConnectionOptions {
   defaultTimeoutMs?: number
   /** Beats missed before the worker counts as lost. */
   heartbeatMisses?: number
+  /** CURVE on the bound endpoint (connections that `open` their own hub). */
+  curve?: CurveServer | null
 }
 
 export interface CallOptions {
@@ -51,7 +55,9 @@ interface Peer {
 
 export class Connection extends EventEmitter {
   readonly endpoint: string
-  private readonly router: Router
+  private readonly hub: Hub
+  /** Owns its hub: sees every message on it and closes it on close. */
+  private readonly exclusive: boolean
   private readonly maxInFlight: number
   private readonly defaultTimeoutMs: number
   private readonly heartbeatMisses: number
@@ -60,14 +66,14 @@ export class Connection extends EventEmitter {
   private readonly queue: Pending[] = []
   private inFlight = 0
   private nextId = Math.floor(Math.random() * UINT32_MAX)
-  private sendChain: Promise<unknown> = Promise.resolve()
   private watchdog: NodeJS.Timeout | null = null
   private closed = false
 
-  private constructor(router: Router, endpoint: string, opts: ConnectionOptions) {
+  private constructor(hub: Hub, opts: ConnectionOptions, exclusive: boolean) {
     super()
-    this.router = router
-    this.endpoint = endpoint
+    this.hub = hub
+    this.exclusive = exclusive
+    this.endpoint = hub.endpoint
     this.maxInFlight = opts.maxInFlight ?? 2
     this.defaultTimeoutMs = opts.defaultTimeoutMs ?? 120_000
     this.heartbeatMisses = opts.heartbeatMisses ?? 3
@@ -76,13 +82,20 @@ export class Connection extends EventEmitter {
 
   /** Bind a ROUTER at `endpoint` (ipc://path, tcp://host:port, tcp://127.0.0.1:* for any port). */
   static async open(endpoint: string, opts: ConnectionOptions = {}): Promise<Connection> {
-    // linger 0: never hold Node's exit for queued messages. mandatory: a message to a peer that
-    // is not connected fails instead of vanishing. A small HWM: credits bound the queue anyway.
-    const router = new Router({ linger: 0, mandatory: true, sendHighWaterMark: 64, receiveHighWaterMark: 0 })
-    await router.bind(endpoint)
-    const conn = new Connection(router, router.lastEndpoint ?? endpoint, opts)
-    void conn.receiveLoop()
-    router.events.on('disconnect', () => conn.emit('disconnect'))
+    const hub = await Hub.open(endpoint, { curve: opts.curve })
+    const conn = new Connection(hub, opts, true)
+    hub.setFallback((identity, frames) => conn.onMessage(identity, frames))
+    hub.on('disconnect', () => conn.emit('disconnect'))
+    hub.on('refused', (peer) => conn.emit('refused', peer))
+    hub.on('protocol-error', (e) => { if (!conn.closed) conn.emit('protocol-error', e) })
+    return conn
+  }
+
+  /** The connection of a worker that said `hello` from `identity` on a shared hub. */
+  static adopt(hub: Hub, identity: Buffer, hello: Hello, opts: ConnectionOptions = {}): Connection {
+    const conn = new Connection(hub, opts, false)
+    hub.route(hello.instance, (id, frames) => conn.onMessage(id, frames))
+    conn.onHello(identity, hello)
     return conn
   }
 
@@ -138,8 +151,16 @@ export class Connection extends EventEmitter {
   /** Send frames as they are, for diagnostics and fuzzing; the worker's answers come as events. */
   async sendRaw(frames: Buffer[]): Promise<void> {
     if (!this.peer) throw new WorkerDiedError('no worker is connected')
-    const identity = this.peer.identity
-    await this.enqueueSend(() => this.sendPatiently([identity, ...frames], Date.now() + this.defaultTimeoutMs))
+    await this.hub.send([this.peer.identity, ...frames], Date.now() + this.defaultTimeoutMs)
+  }
+
+  /** Tell the worker's control thread to exit the process now (it answers even while the main
+   *  thread waits in a collective): how a group stops ranks it did not spawn. */
+  abort(reason: string): void {
+    const peer = this.peer
+    if (!peer) return
+    const frame = packHeader({ v: PROTOCOL_VERSION, kind: 'abort', instance: peer.hello.instance, reason: reason.slice(0, 1000) })
+    this.hub.send([peer.control, frame], Date.now() + 1000).catch(() => undefined)
   }
 
   /** Fail every queued and in-flight request (the worker died or was replaced). */
@@ -161,38 +182,12 @@ export class Connection extends EventEmitter {
     this.closed = true
     this.stopWatchdog()
     this.failAll(new ClosedError('connection closed'))
-    this.router.close()
+    if (this.exclusive) this.hub.close()
+    else if (this.peer) this.hub.unroute(this.peer.hello.instance)
     this.emit('closed')
   }
 
   // -- sending ------------------------------------------------------------------------------
-
-  /** A ROUTER with `mandatory` refuses at once (EAGAIN) when the peer's queue is full; wait for room. */
-  private async sendPatiently(parts: Buffer[], until: number): Promise<void> {
-    for (;;) {
-      try {
-        await this.router.send(parts)
-        return
-      } catch (e) {
-        if ((e as { code?: string }).code !== 'EAGAIN' || Date.now() > until || this.closed) throw e
-        await new Promise((r) => setTimeout(r, 1))
-      }
-    }
-  }
-
-  private sending = 0
-
-  private enqueueSend(fn: () => Promise<void>): Promise<void> {
-    // zeromq.js allows one send at a time per socket (a second concurrent one rejects EBUSY).
-    // When none is in progress, send now rather than after a promise hop.
-    const run = () => {
-      this.sending++
-      return fn().finally(() => { this.sending-- })
-    }
-    const next = this.sending === 0 ? run() : this.sendChain.then(run, run)
-    this.sendChain = next.catch(() => undefined)
-    return next
-  }
 
   private pump(): void {
     while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
@@ -205,7 +200,7 @@ export class Connection extends EventEmitter {
       const frames = [packHeader({ ...p.header, deadline_ms: p.deadline - Date.now() }), ...p.frames]
       p.sent = true
       p.frames = []
-      this.enqueueSend(() => this.sendPatiently([peer.identity, ...frames], p.deadline)).catch((e: Error) => {
+      this.hub.send([peer.identity, ...frames], p.deadline).catch((e: Error) => {
         this.settle(p, new WorkerDiedError(`call '${p.op}': could not reach the worker (${e.message})`))
       })
     }
@@ -255,28 +250,10 @@ export class Connection extends EventEmitter {
     const peer = this.peer
     if (!peer) return
     const frame = packHeader({ v: PROTOCOL_VERSION, kind: 'cancel', id, instance: peer.hello.instance })
-    this.enqueueSend(() => this.router.send([peer.control, frame])).catch(() => undefined)
+    this.hub.send([peer.control, frame], Date.now() + 1000).catch(() => undefined)
   }
 
   // -- receiving ----------------------------------------------------------------------------
-
-  private async receiveLoop(): Promise<void> {
-    // A plain receive() loop: one promise per message (the async iterator adds another).
-    while (!this.closed) {
-      let parts: Buffer[]
-      try {
-        parts = await this.router.receive()
-      } catch (e) {
-        if (!this.closed) this.emit('protocol-error', e)
-        return
-      }
-      try {
-        this.onMessage(parts[0]!, parts.slice(1))
-      } catch (e) {
-        this.emit('protocol-error', e)
-      }
-    }
-  }
 
   private onMessage(identity: Buffer, frames: Buffer[]): void {
     let msg

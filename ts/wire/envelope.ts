@@ -48,6 +48,16 @@ export const Cancel = Type.Object({
 }, { $id: 'prcl/cancel' })
 export type Cancel = Static<typeof Cancel>
 
+/** driver → worker control socket: exit the process now (a rank the driver did not spawn, whose
+ *  main thread may be waiting in a collective for a rank that died). */
+export const Abort = Type.Object({
+  v: V,
+  kind: Type.Literal('abort'),
+  instance: Instance,
+  reason: Type.String({ maxLength: 1000 }),
+}, { $id: 'prcl/abort' })
+export type Abort = Static<typeof Abort>
+
 /** worker → driver: an op's result. */
 export const Reply = Type.Object({
   v: V,
@@ -142,4 +152,4 @@ export const Hello = Type.Object({
 }, { $id: 'prcl/hello' })
 export type Hello = Static<typeof Hello>
 
-export const ENVELOPE_SCHEMAS = { request: Request, cancel: Cancel, reply: Reply, error: ErrorReply, heartbeat: Heartbeat, hello: Hello }
+export const ENVELOPE_SCHEMAS = { request: Request, cancel: Cancel, abort: Abort, reply: Reply, error: ErrorReply, heartbeat: Heartbeat, hello: Hello }

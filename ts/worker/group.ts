@@ -1,15 +1,21 @@
-// A group of workers for data-parallel training: one local Python worker per rank of a
-// torch.distributed group. The driver spawns them with the torchrun environment (RANK,
-// WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), all at once (their process-group init waits
-// for each other), waits for every hello and checks them together. A rank that dies takes the
-// group down: every rank is stopped and calls fail with an error naming the rank.
+// A group of workers for data-parallel training: one Python worker per rank of a
+// torch.distributed group. Local ranks are spawned by the driver with the torchrun environment
+// (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), all at once (their process-group init
+// waits for each other); remote ones are started by torchrun/srun and connect (remote.ts). Either
+// way every hello is checked together. A rank that dies takes the group down: every rank is
+// stopped and calls fail with an error naming the rank.
 import { EventEmitter } from 'node:events'
 import { createServer } from 'node:net'
 import type { CallOptions, CallResult } from '../wire/connection.ts'
 import type { Hello } from '../wire/envelope.ts'
+import type { Hub } from '../wire/hub.ts'
 import { ClosedError, WorkerDiedError } from '../wire/errors.ts'
 import type { OpArgs, OpName, OpResult } from '../wire/ops/index.ts'
+import { groupHelloIssues, WorkerGroupError } from './group-issues.ts'
+import { gatherRanks, type RemoteOptions } from './remote.ts'
 import { Worker, type WorkerOptions } from './worker.ts'
+
+export { groupHelloIssues, WorkerGroupError, type GroupIssue } from './group-issues.ts'
 
 export interface GroupOptions extends Omit<WorkerOptions, 'restart' | 'onSpawn'> {
   /** Ranks (world size). 1: one plain worker, no torch.distributed group. */
@@ -23,22 +29,21 @@ export interface GroupOptions extends Omit<WorkerOptions, 'restart' | 'onSpawn'>
   rankEnv?: (rank: number) => Record<string, string>
 }
 
-/** A group that could not start, was refused, or lost a rank; `ranks` are the ranks at fault. */
-export class WorkerGroupError extends Error {
-  override name = 'WorkerGroupError'
-  constructor(message: string, readonly ranks: number[], options?: { cause?: unknown }) {
-    super(message, options)
-  }
-}
+/** How long a remote rank's death takes to show: it has no exit event, only missed heartbeats
+ *  (3 beats of 1 s by default, checked every beat). */
+const REMOTE_DEATH_MS = 6000
 
 export class WorkerGroup extends EventEmitter {
   private failure: WorkerGroupError | null = null
   private readonly failed: Promise<WorkerGroupError>
   private onFailed!: (e: WorkerGroupError) => void
   private closing: Promise<void> | null = null
+  private readonly hellos: ReadonlyArray<Hello | null>
 
-  private constructor(readonly workers: readonly Worker[], private readonly owned: boolean) {
+  private constructor(readonly workers: readonly Worker[], private readonly owned: boolean, private readonly hub: Hub | null = null) {
     super()
+    // Kept: a dead worker's connection forgets its hello, and the error should still name it.
+    this.hellos = workers.map((w) => { try { return w.hello } catch { return null } })
     this.failed = new Promise((resolve) => { this.onFailed = resolve })
     if (workers.length > 1) workers.forEach((w, r) => w.on('death', (e: WorkerDiedError) => this.onRankDeath(r, e)))
   }
@@ -93,6 +98,13 @@ export class WorkerGroup extends EventEmitter {
     return new WorkerGroup(workers.map((_, r) => workers[hellos.findIndex((h) => h.dist!.rank === r)]!), true)
   }
 
+  /** Wait on `listen` for `size` ranks started elsewhere (torchrun/srun … --connect) and check
+   *  them together; closing the group shuts them down. */
+  static async connect(opts: RemoteOptions): Promise<WorkerGroup> {
+    const { workers, hub } = await gatherRanks(opts)
+    return new WorkerGroup(workers, true, hub)
+  }
+
   get size(): number { return this.workers.length }
   get pids(): Array<number | undefined> { return this.workers.map((w) => w.pid) }
   /** Why the group stopped (a rank died), or null while it stands. */
@@ -110,7 +122,7 @@ export class WorkerGroup extends EventEmitter {
     } catch (e) {
       // A rank's collective fails when a peer dies, often before that peer's exit is seen here:
       // give the death a moment to arrive, so the error names the rank that died.
-      if (!this.failure && !this.closing && !(e instanceof WorkerDiedError)) await Promise.race([this.failed, delay(1500)])
+      if (!this.failure && !this.closing && !(e instanceof WorkerDiedError)) await Promise.race([this.failed, delay(this.hub ? REMOTE_DEATH_MS : 1500)])
       if (this.failure) throw this.failure
       if (e instanceof Error && !(e instanceof ClosedError)) e.message = `rank ${rank}: ${e.message}`
       throw e
@@ -124,62 +136,23 @@ export class WorkerGroup extends EventEmitter {
 
   /** Close every rank (a group of one existing worker leaves it open). Idempotent. */
   close(): Promise<void> {
-    if (!this.closing) this.closing = this.owned ? Promise.all(this.workers.map((w) => w.close())).then(() => undefined) : Promise.resolve()
+    if (!this.closing) {
+      this.closing = this.owned ? Promise.all(this.workers.map((w) => w.close())).then(() => { this.hub?.close() }) : Promise.resolve()
+    }
     return this.closing
   }
 
   private onRankDeath(rank: number, e: WorkerDiedError): void {
     if (this.failure || this.closing) return
-    const pid = this.workers[rank]!.pid
-    this.failure = new WorkerGroupError(`rank ${rank} of ${this.size}${pid ? ` (pid ${pid})` : ''} died, and every rank of the group was stopped: ${e.message}`, [rank], { cause: e })
+    const h = this.hellos[rank]
+    const where = h ? ` (pid ${h.pid}${this.hub ? ` on ${h.host}` : ''})` : ''
+    this.failure = new WorkerGroupError(`rank ${rank} of ${this.size}${where} died, and every rank of the group was stopped: ${e.message}`, [rank], { cause: e })
     this.onFailed(this.failure)
     // The other ranks would wait for it in their next collective: stop them now.
     for (const w of this.workers) if (w !== this.workers[rank]) w.kill('SIGKILL')
     this.emit('failure', this.failure)
     void this.close()
   }
-}
-
-export interface GroupIssue { message: string; ranks: number[] }
-
-/** What is wrong with a group's hellos (index = the rank each worker was started as; null: no
- *  hello): every rank in a group of `size`, 0..size−1 each exactly once, and one protocol, schema,
- *  torch version, backend and rendezvous across them. Empty when the group is sound. */
-export function groupHelloIssues(hellos: ReadonlyArray<Hello | null | undefined>, size: number): GroupIssue[] {
-  const issues: GroupIssue[] = []
-  const add = (ranks: number[], message: string) => issues.push({ message, ranks })
-  if (hellos.length !== size) add([], `${hellos.length} workers for a world of ${size}`)
-  type Joined = { r: number; h: Hello; d: NonNullable<Hello['dist']> }
-  const joined: Joined[] = []
-  hellos.forEach((h, r) => {
-    if (!h) return add([r], `rank ${r}: no hello`)
-    const d = h.dist
-    if (!d) return add([r], `rank ${r} (pid ${h.pid}) runs alone (hello.dist is ${d === null ? 'null' : 'missing'}): its worker did not join a torch.distributed group`)
-    if (d.world_size !== size) add([r], `rank ${r} (pid ${h.pid}) is in a world of ${d.world_size}, not ${size}`)
-    joined.push({ r, h, d })
-  })
-  for (let k = 0; k < size; k++) {
-    const by = joined.filter((j) => j.d.rank === k)
-    if (by.length === 0 && hellos[k]?.dist) add([k], `no worker is rank ${k}`)
-    if (by.length > 1) add(by.map((j) => j.r), `rank ${k} is claimed by ${by.length} workers (pids ${by.map((j) => j.h.pid).join(', ')})`)
-  }
-  for (const j of joined) if (j.d.rank >= size) add([j.r], `a worker (pid ${j.h.pid}) says it is rank ${j.d.rank}, outside 0..${size - 1}`)
-  const ref = joined[0]
-  if (ref) {
-    const fields: Array<[string, (j: Joined) => unknown]> = [
-      ['protocol', (j) => j.h.protocol], ['schema hash', (j) => j.h.schema_hash], ['torch', (j) => j.h.torch],
-      ['backend', (j) => j.d.backend], ['rendezvous', (j) => j.d.master],
-    ]
-    for (const [name, get] of fields) {
-      for (const j of joined.slice(1)) {
-        if (get(j) !== get(ref)) add([j.r], `rank ${j.r} has ${name} ${JSON.stringify(get(j))}, rank ${ref.r} ${JSON.stringify(get(ref))}`)
-      }
-    }
-  }
-  const byDevice = new Map<string, number[]>()
-  hellos.forEach((h, r) => { if (h?.device.startsWith('cuda')) byDevice.set(h.device, [...(byDevice.get(h.device) ?? []), r]) })
-  for (const [dev, ranks] of byDevice) if (ranks.length > 1) add(ranks, `ranks ${ranks.join(', ')} share device ${dev} (set world.devices, one per rank)`)
-  return issues
 }
 
 /** A TCP port free on `host` now (the rendezvous binds it moments later). */

@@ -36,6 +36,8 @@ export interface WorkerOptions extends ConnectionOptions {
   /** Called with the worker once its process is being started, before its hello (a worker group
    *  uses it to stop ranks that would wait for a rank that failed). */
   onSpawn?: (worker: Worker) => void
+  /** A worker started elsewhere: ask it to exit when this one is closed (a remote group's ranks). */
+  shutdownOnClose?: boolean
 }
 
 const live = new Set<ChildProcess>()
@@ -124,6 +126,11 @@ export class Worker extends EventEmitter {
     return w
   }
 
+  /** A worker started elsewhere whose hello arrived on a shared hub (a rank of a remote group). */
+  static adopt(conn: Connection, opts: WorkerOptions = {}): Worker {
+    return new Worker(conn, opts, false)
+  }
+
   get hello(): Hello {
     const h = this.conn.hello
     if (!h) throw new WorkerDiedError('no worker is connected')
@@ -168,6 +175,9 @@ export class Worker extends EventEmitter {
       this.closing = (async () => {
         this.clearStall()
         if (this.child) await this.stopChild()
+        else if (this.opts.shutdownOnClose && !this.dead && this.conn.hello) {
+          await this.conn.call('shutdown', {}, { timeoutMs: 2000 }).catch(() => this.conn.abort('the driver closed the run'))
+        }
         this.conn.close()
         if (this.socketFile) rmSync(this.socketFile, { force: true })
         openWorkers.delete(this)
@@ -176,9 +186,11 @@ export class Worker extends EventEmitter {
     return this.closing
   }
 
-  /** Send a signal to the worker process (tests use SIGKILL and SIGSTOP). */
+  /** Send a signal to the worker process (tests use SIGKILL and SIGSTOP). A worker started
+   *  elsewhere is told to exit on its control socket instead (SIGKILL, SIGTERM). */
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
-    this.child?.kill(signal)
+    if (this.child) this.child.kill(signal)
+    else if (!this.spawned && (signal === 'SIGKILL' || signal === 'SIGTERM')) this.conn.abort(`stopped by the driver (${signal})`)
   }
 
   // -- process management -------------------------------------------------------------------
@@ -285,14 +297,19 @@ export class Worker extends EventEmitter {
   }
 }
 
-function checkHello(hello: Hello): void {
-  if (hello.protocol !== PROTOCOL_VERSION) {
-    throw new WorkerDiedError(`the worker speaks protocol v${hello.protocol}; this driver speaks v${PROTOCOL_VERSION}`)
-  }
+/** Why this driver cannot work with the worker that said `hello` (protocol, schemas), or null. */
+export function helloMismatch(hello: Hello): string | null {
+  if (hello.protocol !== PROTOCOL_VERSION) return `the worker speaks protocol v${hello.protocol}; this driver speaks v${PROTOCOL_VERSION}`
   const mine = schemaHash()
   if (hello.schema_hash !== mine) {
-    throw new WorkerDiedError(`the worker's schemas (${hello.schema_hash}) differ from the driver's (${mine}); run \`npx prcl schemas\` and restart the worker`)
+    return `the worker's schemas (${hello.schema_hash}) differ from the driver's (${mine}); run \`npx prcl schemas\` (or install the worker package of this driver's version) and restart the worker`
   }
+  return null
+}
+
+function checkHello(hello: Hello): void {
+  const why = helloMismatch(hello)
+  if (why) throw new WorkerDiedError(why)
 }
 
 function lines(stream: NodeJS.ReadableStream, onLine: (l: string) => void): void {

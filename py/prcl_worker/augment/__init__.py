@@ -30,15 +30,28 @@ from .decode import (
     normalize,
 )
 from .geometry import crop_params_valid, hflip, reflect_pad, rescale_pad_crop
-from .mix import MIX_MODES, apply_mix, classmix, classmix_mask, cutmix, cutout, isin, valid_box
+from .mix import (
+    MIX_MODES,
+    MIX_PARTNERS,
+    apply_mix,
+    classmix,
+    classmix_mask,
+    cutmix,
+    cutout,
+    isin,
+    partner_index,
+    partner_triple,
+    valid_box,
+)
 from .photometric import JITTER_OPS, color_jitter, gaussian_blur, gaussian_kernel1d, quantize_conf
 
 __all__ = [
-    "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "JITTER_OPS", "MIX_MODES",
+    "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "JITTER_OPS", "MIX_MODES", "MIX_PARTNERS",
     "apply_mix", "augment_batch", "augment_one", "classmix", "classmix_mask", "color_jitter",
     "crop_params_valid", "cutmix", "cutout", "decode_batch", "decode_image", "decode_label",
     "decode_pair", "denormalize", "gaussian_blur", "gaussian_kernel1d", "hflip", "isin",
-    "normalize", "quantize_conf", "reflect_pad", "rescale_pad_crop", "valid_box",
+    "normalize", "partner_index", "partner_triple", "quantize_conf", "reflect_pad",
+    "rescale_pad_crop", "valid_box",
 ]
 
 AUGMENT_KEYS = ("rescale", "flip", "jitter", "blur")

@@ -1,10 +1,15 @@
-"""Batch mixing (prcl-method.md §6, Q-aug-5, Q-aug-7).
+"""Batch mixing (prcl-method.md §6, Q-aug-5, Q-aug-6, Q-aug-7).
 
 Partner of image i is j = (i+1) mod B. A binary mask M (1 = keep image i) combines image,
 label and confidence alike: v = v_i*M + v_j*(1-M) (computed with ``torch.where``, which is the
 same for a 0/1 mask and exact for integer labels). Every function returns
 ``(imgs, labels, confs, masks)``; masks are [B,H,W] in the images' dtype with values 0/1.
 Inputs are never modified in place. labels/confs may be None where the mode does not need them.
+
+Under data parallelism the partner may live on another rank (Q-aug-6, ``MIX_PARTNERS``):
+``partner_triple`` gathers every rank's triples and picks each image's partner, and the mixing
+functions take it as ``partner=(imgs, labels, confs)`` (entry i: image i's partner). The mask of
+image i is always computed from image i's own label and its own seed or box.
 """
 
 import torch
@@ -12,6 +17,11 @@ import torch
 from .decode import IGNORE_INDEX
 
 MIX_MODES = ("classmix", "cutmix", "cutout", "none")
+# Partner of image i of rank r (local batch B, N ranks, global index g = r*B + i): local_next
+# (i+1) mod B of the rank's own batch (as single-GPU); global_next (g+1) mod N*B of all ranks'
+# images; prcl_rank0 (g+1) mod B of all ranks' images (the released DDP code: every image of
+# ranks > 0 mixes with one of rank 0's). The same at world size 1.
+MIX_PARTNERS = ("local_next", "global_next", "prcl_rank0")
 
 
 def isin(x, values):
@@ -27,6 +37,55 @@ def isin(x, values):
 
 def _partner(t):
     return None if t is None else torch.roll(t, shifts=-1, dims=0)  # out[i] = t[(i+1) % B]
+
+
+def partner_index(how, rank, world, B):
+    """Where each of rank ``rank``'s B images finds its partner in the gathered batch (every
+    rank's B images in rank order, world*B): an int64 tensor [B] (see MIX_PARTNERS)."""
+    if how not in MIX_PARTNERS:
+        raise ValueError(f"unknown mix partner {how!r}; expected one of {list(MIX_PARTNERS)}")
+    if not (isinstance(world, int) and isinstance(rank, int) and isinstance(B, int)
+            and world >= 1 and 0 <= rank < world and B >= 1):
+        raise ValueError(f"need 0 <= rank < world and B >= 1, got rank={rank!r}, world={world!r}, B={B!r}")
+    i = torch.arange(B)
+    g = rank * B + i
+    if how == "local_next":
+        return rank * B + (i + 1) % B
+    if how == "global_next":
+        return (g + 1) % (world * B)
+    return (g + 1) % B  # prcl_rank0
+
+
+def partner_triple(how, imgs, labels, confs, rank, world, gather):
+    """The partners ``(imgs, labels, confs)`` of this rank's images for ``how`` in MIX_PARTNERS,
+    or None for the rank's own batch rolled by one (local_next, and any mode at world size 1: no
+    collective). ``gather(*tensors)`` returns every rank's tensors concatenated along dim 0 in rank
+    order (``distributed.all_gather``); every rank calls it with tensors of the same shapes."""
+    B = _check_batch(imgs, labels, confs)[0]
+    index = partner_index(how, rank, world, B)
+    if world == 1 or how == "local_next":
+        return None
+    present = [t for t in (imgs, labels, confs) if t is not None]
+    gathered = list(gather(*present))
+    if len(gathered) != len(present) or any(g.shape[0] != world * B for g in gathered):
+        raise ValueError(f"gather must return {len(present)} tensors of {world * B} rows, got "
+                         f"{[tuple(g.shape) for g in gathered]}")
+    out = iter(g[index.to(g.device)] for g in gathered)
+    return tuple(None if t is None else next(out) for t in (imgs, labels, confs))
+
+
+def _check_partner(partner, imgs, labels, confs):
+    if partner is None:
+        return None
+    if not isinstance(partner, (tuple, list)) or len(partner) != 3:
+        raise ValueError("partner must be (imgs, labels, confs) of the partners, entry i image i's")
+    for name, own, p in zip(("imgs", "labels", "confs"), (imgs, labels, confs), partner):
+        if (own is None) != (p is None) or (own is not None and (tuple(p.shape) != tuple(own.shape)
+                                                                 or p.dtype != own.dtype)):
+            raise ValueError(f"partner {name} must match the batch's "
+                             f"({None if own is None else (tuple(own.shape), own.dtype)}), got "
+                             f"{None if p is None else (tuple(p.shape), p.dtype)}")
+    return tuple(partner)
 
 
 def _check_batch(imgs, labels, confs):
@@ -46,12 +105,15 @@ def _check_len(name, seq, B):
                          f"{'None' if seq is None else len(seq)}")
 
 
-def _mix_with_mask(imgs, labels, confs, keep):
-    """keep: bool [B,H,W], True = image i's own pixel."""
+def _mix_with_mask(imgs, labels, confs, keep, partner=None):
+    """keep: bool [B,H,W], True = image i's own pixel; partner: see the module docstring (None:
+    the batch rolled by one)."""
+    p_img, p_lab, p_conf = _check_partner(partner, imgs, labels, confs) or (
+        _partner(imgs), _partner(labels), _partner(confs))
     k4 = keep.unsqueeze(1)
-    out_img = torch.where(k4, imgs, _partner(imgs))
-    out_lab = None if labels is None else torch.where(keep, labels, _partner(labels))
-    out_conf = None if confs is None else torch.where(keep, confs, _partner(confs))
+    out_img = torch.where(k4, imgs, p_img)
+    out_lab = None if labels is None else torch.where(keep, labels, p_lab)
+    out_conf = None if confs is None else torch.where(keep, confs, p_conf)
     return out_img, out_lab, out_conf, keep.to(imgs.dtype)
 
 
@@ -79,15 +141,16 @@ def classmix_mask(label, seed, ignore_is_class):
     return isin(label, kept)
 
 
-def classmix(imgs, labels, confs, seeds, ignore_is_class):
+def classmix(imgs, labels, confs, seeds, ignore_is_class, partner=None):
     """ClassMix (§6): imgs [B,3,H,W], labels [B,H,W] (-1 ignore), confs [B,H,W] or None,
-    seeds: B integers. Returns (imgs, labels, confs, masks)."""
+    seeds: B integers; partner: (imgs, labels, confs) of each image's partner, or None for
+    (i+1) mod B. Returns (imgs, labels, confs, masks)."""
     B = _check_batch(imgs, labels, confs)[0]
     if labels is None:
         raise ValueError("classmix needs labels")
     _check_len("seeds", seeds, B)
     keep = torch.stack([classmix_mask(labels[i], seeds[i], ignore_is_class) for i in range(B)])
-    return _mix_with_mask(imgs, labels, confs, keep)
+    return _mix_with_mask(imgs, labels, confs, keep, partner)
 
 
 def valid_box(box, H, W):
@@ -114,11 +177,12 @@ def _box_keep(boxes, B, H, W, device):
     return keep
 
 
-def cutmix(imgs, labels, confs, boxes):
-    """CutMix (§6): inside image i's box (top, left, h, w) the partner's pixels come in."""
+def cutmix(imgs, labels, confs, boxes, partner=None):
+    """CutMix (§6): inside image i's box (top, left, h, w) the partner's pixels come in
+    (partner as for classmix)."""
     B, H, W = _check_batch(imgs, labels, confs)
     keep = _box_keep(boxes, B, H, W, imgs.device)
-    return _mix_with_mask(imgs, labels, confs, keep)
+    return _mix_with_mask(imgs, labels, confs, keep, partner)
 
 
 def cutout(imgs, labels, confs, boxes):
@@ -142,9 +206,10 @@ def _param(params, i, key, mode):
     return p[key]
 
 
-def apply_mix(mode, imgs, labels, confs, params, ignore_is_class):
+def apply_mix(mode, imgs, labels, confs, params, ignore_is_class, partner=None):
     """Dispatch on ``mode`` in MIX_MODES; ``params`` is a list of per-image dicts:
-    ``{seed}`` for classmix, ``{box: [top, left, h, w]}`` for cutmix/cutout, ignored for none.
+    ``{seed}`` for classmix, ``{box: [top, left, h, w]}`` for cutmix/cutout, ignored for none;
+    ``partner`` for classmix and cutmix (see classmix; cutout and none have none).
     Returns (imgs, labels, confs, masks)."""
     if mode not in MIX_MODES:
         raise ValueError(f"unknown mix mode {mode!r}; expected one of {list(MIX_MODES)}")
@@ -154,7 +219,8 @@ def apply_mix(mode, imgs, labels, confs, params, ignore_is_class):
     _check_len("params", params, B)
     if mode == "classmix":
         seeds = [_param(params, i, "seed", mode) for i in range(B)]
-        return classmix(imgs, labels, confs, seeds, ignore_is_class=ignore_is_class)
+        return classmix(imgs, labels, confs, seeds, ignore_is_class=ignore_is_class, partner=partner)
     boxes = [_param(params, i, "box", mode) for i in range(B)]
-    fn = cutmix if mode == "cutmix" else cutout
-    return fn(imgs, labels, confs, boxes)
+    if mode == "cutmix":
+        return cutmix(imgs, labels, confs, boxes, partner=partner)
+    return cutout(imgs, labels, confs, boxes)

@@ -158,3 +158,10 @@ def load(ctx, body, tensors):
 def reset(ctx, body, tensors):
     was = ctx.state.pop("trainer", None) is not None
     return {"was_configured": was}
+
+
+@register("state_hash")
+def state_hash(ctx, body, tensors):
+    from ..state import parameters_hash
+    net = _trainer(ctx).net
+    return {"hashes": {name: parameters_hash(getattr(net, name)) for name in body["networks"]}}

@@ -7,13 +7,25 @@ student's whole pass, and synchronised BatchNorm.
   because torch 1.13's SyncBatchNorm refuses CPU tensors (gloo is the CPU backend).
 * ``wrap(student_pass, device, broadcast_buffers)``: the DDP module, ``find_unused_parameters=True``
   (a labeled-only step does not use the uncertainty head; as released, prcl.py:L87).
+
+Every collective here is counted (distributed.count): DDP's gradient all-reduce through a
+communication hook that counts each bucket and then averages it as DDP's built-in all-reduce does
+(the same bits: tested at 2 and 3 ranks); DDP's buffer broadcast (broadcast_buffers) in a
+subclass; this module's CPU SyncBatchNorm where it calls the collectives; torch's CUDA
+SyncBatchNorm, which calls ``torch.distributed.all_gather*`` / ``all_reduce`` from Python, through
+pass-through wrappers of those functions that count only calls made from torch's SyncBatchNorm
+function (``count_torch_sync_bn``).
 """
+
+import functools
+import sys
 
 import torch
 import torch.distributed as tdist
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed
 
@@ -37,6 +49,7 @@ class _SyncBatchNormFn(torch.autograd.Function):
         var = (xd - mean.view([1, c] + [1] * (x.dim() - 2))).pow(2).mean(dims)
         local = torch.cat([mean, var * count, xd.new_full((1,), float(count))])
         gathered = [torch.empty_like(local) for _ in range(world)]
+        distributed.count("sync_bn_forward", local)
         tdist.all_gather(gathered, local, group=group)
         stats = torch.stack(gathered)                                # [world, 2C + 1]
         means, m2s, counts = stats[:, :c], stats[:, c:2 * c], stats[:, 2 * c:]
@@ -66,6 +79,7 @@ class _SyncBatchNormFn(torch.autograd.Function):
         sum_dy = dy.sum(dims)
         sum_dy_xhat = (dy * xhat).sum(dims)
         both = torch.cat([sum_dy, sum_dy_xhat])
+        distributed.count("sync_bn_backward", both)
         tdist.all_reduce(both, op=tdist.ReduceOp.SUM, group=ctx.group)
         g_sum_dy, g_sum_dy_xhat = both[:c] / ctx.total, both[c:] / ctx.total
         scale = invstd if weight is None else invstd * weight.double()
@@ -114,8 +128,54 @@ class SyncBatchNorm(_BatchNorm):
 def convert_sync_bn(module, device):
     """``module`` with every BatchNorm synchronised across ranks (parameters and buffers kept)."""
     if torch.device(device).type == "cuda":
+        count_torch_sync_bn()
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     return _convert(module)
+
+
+# torch's SyncBatchNorm autograd function lives here and calls torch.distributed from Python:
+# all_gather (gloo), all_gather_into_tensor (torch 2.x) or _all_gather_base (1.13) in its forward,
+# all_reduce in its backward. Argument position of the tensor this rank hands in.
+_TORCH_SYNC_BN_MODULE = "torch.nn.modules._functions"
+_TORCH_SYNC_BN_CALLS = {"all_gather": (1, "tensor", "sync_bn_forward"),
+                        "all_gather_into_tensor": (1, "input_tensor", "sync_bn_forward"),
+                        "_all_gather_base": (1, "input_tensor", "sync_bn_forward"),
+                        "all_reduce": (0, "tensor", "sync_bn_backward")}
+
+
+def _counting(fn, position, keyword, kind):
+    @functools.wraps(fn)
+    def counted(*args, **kwargs):
+        if sys._getframe(1).f_globals.get("__name__") == _TORCH_SYNC_BN_MODULE:
+            tensor = args[position] if len(args) > position else kwargs.get(keyword)
+            if isinstance(tensor, torch.Tensor):
+                distributed.count(kind, tensor)
+        return fn(*args, **kwargs)
+    counted.prcl_counting = True
+    return counted
+
+
+def count_torch_sync_bn():
+    """Count the collectives of torch's SyncBatchNorm (CUDA): wrap the torch.distributed functions
+    it calls, once per process, so that calls made from its module are counted and every call,
+    its own or anyone's, goes through unchanged."""
+    for name, (position, keyword, kind) in _TORCH_SYNC_BN_CALLS.items():
+        fn = getattr(tdist, name, None)
+        if fn is not None and not getattr(fn, "prcl_counting", False):
+            setattr(tdist, name, _counting(fn, position, keyword, kind))
+
+
+def _counted_allreduce_hook(state, bucket):
+    """DDP's communication hook: count the bucket, then average it over the ranks exactly as DDP's
+    built-in path does: multiply by 1/N, then all-reduce the sum. (torch's reference
+    ``default_hooks.allreduce_hook`` divides by N instead, which is the same bits when N is a
+    power of 2 and up to one ulp apart otherwise: measured at 3 ranks, parameters 2e-7 apart
+    after 3 steps.)"""
+    buffer = bucket.buffer()
+    distributed.count("ddp_gradients", buffer)
+    group = state if state is not None else tdist.group.WORLD
+    buffer.mul_(1.0 / tdist.get_world_size(group))
+    return tdist.all_reduce(buffer, group=group, async_op=True).get_future().then(lambda fut: fut.value()[0])
 
 
 def _convert(module):
@@ -136,12 +196,24 @@ def _convert(module):
     return out
 
 
-def wrap(student_pass, device, broadcast_buffers):
-    """The student's pass under DistributedDataParallel (one process per device)."""
-    from torch.nn.parallel import DistributedDataParallel
+class _CountedDDP(DistributedDataParallel):
+    """DDP counting its broadcast of the module's buffers before a forward (broadcast_buffers;
+    torch 1.13 and 2.x route it through this method). Its one broadcast of the module's
+    parameters and buffers at construction (configure) goes through torch.distributed.utils and
+    is not counted."""
 
+    def _distributed_broadcast_coalesced(self, tensors, *args, **kwargs):
+        distributed.count("ddp_buffers", *tensors)
+        return super()._distributed_broadcast_coalesced(tensors, *args, **kwargs)
+
+
+def wrap(student_pass, device, broadcast_buffers):
+    """The student's pass under DistributedDataParallel (one process per device), its gradient
+    all-reduce counted."""
     device = torch.device(device)
     ids = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else None
-    return DistributedDataParallel(student_pass, device_ids=ids, output_device=ids[0] if ids else None,
-                                   broadcast_buffers=broadcast_buffers, find_unused_parameters=True)
+    ddp = _CountedDDP(student_pass, device_ids=ids, output_device=ids[0] if ids else None,
+                     broadcast_buffers=broadcast_buffers, find_unused_parameters=True)
+    ddp.register_comm_hook(None, _counted_allreduce_hook)
+    return ddp

@@ -59,6 +59,13 @@ export const bridgeOps = {
       rss_mb: Type.Number(),
       device: Type.String(),
       cuda_allocated_mb: Type.Union([Type.Number(), Type.Null()]),
+      // Collectives this rank issued since it started, by kind (ddp_gradients, sync_bn_forward,
+      // prcl_prototypes, …; py/prcl_worker/distributed.py): calls, and bytes it handed in
+      // (numel × element size). Null when the worker is not one rank of a torch.distributed group.
+      collectives: Type.Union([
+        Type.Record(Type.String(), Type.Object({ calls: Type.Integer({ minimum: 0 }), bytes: Type.Integer({ minimum: 0 }) }, Closed)),
+        Type.Null(),
+      ]),
     }, Closed),
     tensors: 'none',
   }),

@@ -67,6 +67,12 @@ export const ImageAug = Type.Object({
 
 export const EmaBuffers = Type.Enum(['own', 'copy', 'ema'])
 export const TeacherBn = Type.Enum(['train', 'eval'])
+// Whose image a mixed unlabeled image takes its patch from under data parallelism (Q-aug-6), for
+// image i of rank r with local batch B (global index g = r·B + i) over N ranks: local_next
+// (i+1) mod B of this rank (as single-GPU); global_next (g+1) mod N·B of all ranks' images;
+// prcl_rank0 (g+1) mod B of all ranks' images, the released DDP code's (rank 0's images only).
+// At world size 1 all three are the same.
+export const MixPartner = Type.Enum(['local_next', 'global_next', 'prcl_rank0'])
 
 export const Policy = Type.Object({
   // Unlabeled pixel enters the PRCL pool when the teacher's confidence is at least this.
@@ -74,6 +80,7 @@ export const Policy = Type.Object({
   // The teacher's BatchNorm while it pseudo-labels: batch statistics (as released) or running ones.
   teacher_bn: TeacherBn,
   mix: Type.Enum(['classmix', 'cutmix', 'cutout', 'none']),
+  mix_partner: MixPartner,
   classmix_ignore_is_class: Type.Boolean(),
   conf_quantization: Type.Enum(['none', 'uint8_trunc']),
 }, Closed)
@@ -172,6 +179,16 @@ export const trainingOps = {
     doc: 'Drop the configured model and optimizers.',
     args: Type.Object({}, Closed),
     result: Type.Object({ was_configured: Type.Boolean() }, Closed),
+    tensors: 'none',
+  }),
+  state_hash: op({
+    doc: "sha256 of each named network's parameters (not its buffers), in the network's parameter order: each parameter's name, dtype, shape and bytes (on the CPU, contiguous). Ranks of one group compare them.",
+    args: Type.Object({
+      networks: Type.Array(Type.Enum(['teacher', 'student', 'head']), { minItems: 1, maxItems: 3, uniqueItems: true }),
+    }, Closed),
+    result: Type.Object({
+      hashes: Type.Record(Type.String(), Type.String({ pattern: '^[0-9a-f]{64}$' })),
+    }, Closed),
     tensors: 'none',
   }),
 }
