@@ -225,14 +225,19 @@ def collective_counts():
     return {k: {"calls": counted.get(k, [0, 0])[0], "bytes": counted.get(k, [0, 0])[1]} for k in kinds}
 
 
-def all_reduce_sum(tensor, kind="results"):
-    """The sum over ranks (a new tensor; `tensor` itself when alone). Not differentiable."""
+def _all_reduce(tensor, op, kind):
+    """`op` over ranks, counted as `kind` (a new tensor; `tensor` itself when alone). Not differentiable."""
     if world() == 1:
         return tensor
     out = tensor.detach().clone()
     count(kind, out)
-    tdist.all_reduce(out, op=tdist.ReduceOp.SUM)
+    tdist.all_reduce(out, op=op)
     return out
+
+
+def all_reduce_sum(tensor, kind="results"):
+    """The sum over ranks (a new tensor; `tensor` itself when alone). Not differentiable."""
+    return _all_reduce(tensor, tdist.ReduceOp.SUM, kind)
 
 
 def all_reduce_mean(tensor, kind="results"):
@@ -241,12 +246,7 @@ def all_reduce_mean(tensor, kind="results"):
 
 
 def all_reduce_max(tensor, kind="results"):
-    if world() == 1:
-        return tensor
-    out = tensor.detach().clone()
-    count(kind, out)
-    tdist.all_reduce(out, op=tdist.ReduceOp.MAX)
-    return out
+    return _all_reduce(tensor, tdist.ReduceOp.MAX, kind)
 
 
 def broadcast_(tensors, src=0, kind="broadcast"):
