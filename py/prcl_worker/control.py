@@ -27,6 +27,7 @@ class Control(threading.Thread):
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.sock.setsockopt(zmq.ROUTING_ID, (server.instance + "/ctl").encode())
+        self.sock.setsockopt(zmq.MAXMSGSIZE, 1 << 16)  # cancels and aborts are a few hundred bytes
         if curve is not None:
             curve.apply(self.sock)
         self.sock.connect(endpoint)

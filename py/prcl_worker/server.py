@@ -37,6 +37,40 @@ from .schemas import Schemas
 
 MAX_HEADER_BYTES = 1 << 20
 UINT32_MAX = 0xFFFFFFFF
+# The largest frame the worker's sockets accept (ZMQ_MAXMSGSIZE): a peer that sends more is
+# disconnected by libzmq before the frame is allocated. One tensor of 2 GiB is far above any batch.
+MAX_FRAME_BYTES = 2 << 30
+# Heartbeat intervals the worker accepts (and the driver adopts from a hello).
+HEARTBEAT_MS_MIN, HEARTBEAT_MS_MAX = 50, 60_000
+
+
+def _valid_id(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= UINT32_MAX
+
+
+def peek_id(buf, limit=4096):
+    """(id, op) of a msgpack request header read from its first `limit` bytes only, or (None,
+    None): how a header too large to decode still gets its error back to the request that sent it
+    (the driver packs `id` and `op` before the body)."""
+    request_id, op = None, None
+    try:
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=limit)
+        unpacker.feed(bytes(buf[:limit]))
+        for _ in range(min(unpacker.read_map_header(), 16)):
+            key = unpacker.unpack()
+            if key == "id":
+                value = unpacker.unpack()
+                request_id = value if _valid_id(value) else None
+            elif key == "op":
+                value = unpacker.unpack()
+                op = value[:64] if isinstance(value, str) else None
+            else:
+                unpacker.skip()
+            if request_id is not None and op is not None:
+                break
+    except Exception:  # noqa: BLE001 - out of data or not msgpack: what was read so far
+        pass
+    return request_id, op
 
 
 class Shutdown(BaseException):
@@ -118,6 +152,10 @@ class Server:
     def __init__(self, endpoint, instance=None, schemas_dir=None, device="auto", heartbeat_ms=1000,
                  parent_pid=None, quiet=False, spin_us=300, prepare_threads=2, curve=None, driver_wait_s=0):
         self.endpoint = endpoint
+        if (isinstance(heartbeat_ms, bool) or not isinstance(heartbeat_ms, int)
+                or not HEARTBEAT_MS_MIN <= heartbeat_ms <= HEARTBEAT_MS_MAX):
+            raise SystemExit(f"prcl-worker: --heartbeat-ms must be an integer in "
+                             f"{HEARTBEAT_MS_MIN}..{HEARTBEAT_MS_MAX}, got {heartbeat_ms!r}")
         self.instance = instance or uuid.uuid4().hex
         self.quiet = quiet
         self.spin_s = spin_us / 1e6
@@ -157,6 +195,7 @@ class Server:
         # Queue only to completed connections, so nothing meant for a gone driver reaches the next.
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.sock.setsockopt(zmq.ROUTING_ID, self.instance.encode())
+        self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         if curve is not None:
             curve.apply(self.sock)
         self.keyed = curve is not None
@@ -249,7 +288,7 @@ class Server:
             header = self._read_header(frames[0])
             if isinstance(header, dict):
                 rid = header.get("id")
-                if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid <= UINT32_MAX:
+                if _valid_id(rid):
                     request_id = rid
                 if isinstance(header.get("op"), str):
                     op = header["op"][:64]
@@ -267,6 +306,8 @@ class Server:
         except Shutdown:
             raise
         except WireError as exc:
+            if request_id is None and getattr(exc, "request_id", None) is not None:
+                request_id, op = exc.request_id, exc.op  # a header too large to read: its id, peeked
             self._send_error(request_id, op, exc)
         except Exception as exc:  # noqa: BLE001 - an op's failure becomes the request's error
             self._send_error(request_id, op, exc)
@@ -278,7 +319,9 @@ class Server:
     def _read_header(self, frame):
         buf = frame_buffer(frame)
         if len(buf) > MAX_HEADER_BYTES:
-            raise BadMessage(f"header of {len(buf)} bytes exceeds {MAX_HEADER_BYTES}")
+            exc = BadMessage(f"header of {len(buf)} bytes exceeds {MAX_HEADER_BYTES}; send large data as tensors")
+            exc.request_id, exc.op = peek_id(buf)
+            raise exc
         try:
             return msgpack.unpackb(buf, raw=False, strict_map_key=False)
         except Exception as exc:  # noqa: BLE001 - any undecodable header is the sender's error

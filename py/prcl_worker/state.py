@@ -21,6 +21,7 @@ import hashlib
 import inspect
 import json
 import os
+import zipfile
 
 import torch
 
@@ -53,11 +54,41 @@ def _join(value, tensors):
     return value
 
 
+def refuse_torchscript(path):
+    """Raise ValueError when ``path`` is a TorchScript archive (a zip holding ``constants.pkl`` or
+    ``code/``): torch.load hands those to the TorchScript loader, which runs code even with
+    ``weights_only=True`` on torch < 2.6 (CVE-2025-32434). Checked before torch.load sees it."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"{path}: unreadable zip archive ({exc})") from None
+    for name in names:
+        parts = name.split("/")
+        inner = parts[1:] if len(parts) > 1 else parts
+        if inner and (inner[0] in ("constants.pkl", "code") or name.startswith("code/")):
+            raise ValueError(f"{path} is a TorchScript archive (it holds {name}); "
+                             "the worker loads only plain tensor checkpoints")
+
+
+def safe_torch_load(path):
+    """torch.load of a checkpoint with ``weights_only=True`` (no pickle code can run), after
+    refusing TorchScript archives. Refuses outright on a torch without ``weights_only`` (< 1.13)."""
+    refuse_torchscript(path)
+    try:
+        supported = "weights_only" in inspect.signature(torch.load).parameters
+    except (TypeError, ValueError):  # pragma: no cover - signature unavailable
+        supported = False
+    if not supported:
+        raise ValueError(f"{path}: torch {torch.__version__} cannot load a checkpoint without running "
+                         "its pickle code (weights_only needs torch >= 1.13); refused")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _torch_load(path):
-    kwargs = {"map_location": "cpu"}
-    if "weights_only" in inspect.signature(torch.load).parameters:
-        kwargs["weights_only"] = True
-    return torch.load(path, **kwargs)
+    return safe_torch_load(path)
 
 
 def parameters_hash(module):
@@ -99,7 +130,23 @@ def save_state(trainer, path):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_dir(directory)
     return os.path.getsize(path)
+
+
+def _fsync_dir(directory):
+    """fsync a directory, so that a rename in it survives a power cut (skipped where the platform
+    cannot open a directory, e.g. Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_state(trainer, path):

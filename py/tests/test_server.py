@@ -357,3 +357,201 @@ def test_worker_process_exits_cleanly(endpoint, router, how):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# -- trust boundaries (issue 10 item 8) ---------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [1, 49, 60_001, 0, -5])
+def test_a_heartbeat_interval_out_of_range_refuses_to_start(endpoint, bad):
+    with pytest.raises(SystemExit, match="heartbeat-ms must be an integer in 50..60000"):
+        server_mod.Server(endpoint, device="cpu", quiet=True, heartbeat_ms=bad)
+
+
+def test_the_worker_command_refuses_a_heartbeat_of_1(endpoint):
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "py")}
+    proc = subprocess.run([sys.executable, "-m", "prcl_worker", "--connect", endpoint, "--device", "cpu",
+                           "--quiet", "--heartbeat-ms", "1"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "heartbeat-ms must be an integer in 50..60000" in proc.stderr
+
+
+def test_the_sockets_bound_the_frame_size(worker):
+    assert worker.server.sock.getsockopt(zmq.MAXMSGSIZE) == server_mod.MAX_FRAME_BYTES
+    assert worker.server.control.sock.getsockopt(zmq.MAXMSGSIZE) == 1 << 16
+
+
+def test_an_oversized_header_gets_its_error_back_with_its_id(worker, router):
+    started = time.monotonic()
+    rid = router.request(worker.instance, "ping", {"payload": "x" * (server_mod.MAX_HEADER_BYTES + 10)})
+    msg = router.message(timeout=5)
+    assert msg.header["kind"] == "err" and msg.header["id"] == rid and msg.header["op"] == "ping"
+    assert msg.header["error"]["type"] == "BadMessage"
+    assert "exceeds" in msg.header["error"]["message"]
+    assert time.monotonic() - started < 3
+    assert router.call(worker.instance, "ping", {"payload": 1}).header["body"]["payload"] == 1
+
+
+def test_peek_id_reads_only_the_first_bytes():
+    head = msgpack.packb({"v": 1, "kind": "req", "id": 77, "op": "ping", "instance": "a", "body": {"p": "x" * 10**6}})
+    assert server_mod.peek_id(head) == (77, "ping")
+    assert server_mod.peek_id(b"\xc1garbage") == (None, None)
+    assert server_mod.peek_id(msgpack.packb({"body": "x" * 10**5, "id": 3})) == (None, None)  # id past the prefix
+
+
+def test_request_sizes_are_bounded_by_the_schema():
+    from prcl_worker.errors import WireError
+    schemas = Schemas()
+    window = {"model": "teacher", "mode": "sliding", "window": [100_000, 100_000], "stride": [8, 8]}
+    with pytest.raises(WireError, match="window"):
+        schemas.args["eval_step"](window)
+    with pytest.raises(WireError, match="stride"):
+        schemas.args["eval_step"]({**window, "window": [64, 64], "stride": [1 << 20, 8]})
+    schemas.args["eval_step"]({**window, "window": [64, 64]})
+    crop = {"rescale": {"scale": 1.0, "top": 0, "left": 0, "crop_h": 1 << 20, "crop_w": 64}}
+    far = {"rescale": {**crop["rescale"], "crop_h": 64, "top": 1 << 30}}
+    for field, aug in [("crop_h", crop), ("blur", {"blur": {"sigma": 1e9}}), ("top", far)]:
+        with pytest.raises(WireError, match=field):
+            schemas.args["train_step"]({"step": 0, "lr": 0.1, "head_lr": 0.1, "ema": {"decay": 0.9, "buffers": "ema"},
+                                        "weights": {}, "params": {}, "policy": POLICY, "labeled_aug": [aug]})
+    with pytest.raises(WireError, match="path"):
+        schemas.args["save"]({"path": "x" * 5000})
+
+
+POLICY = {"weak_threshold": 0.7, "teacher_bn": "train", "mix": "none", "mix_partner": "local_next",
+          "classmix_ignore_is_class": False, "conf_quantization": "none"}
+
+
+def _png_claiming(width, height):
+    """A valid 1x1 PNG whose header claims width x height (a decompression bomb's header)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = 8  # signature, then the IHDR chunk: length(4) type(4) data(13) crc(4)
+    data[ihdr + 8:ihdr + 16] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr + 4:ihdr + 21])) & 0xFFFFFFFF
+    data[ihdr + 21:ihdr + 25] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("width, height", [(100_000, 100_000), (20_000, 10), (9000, 9000)])
+def test_a_png_bomb_is_refused_before_decoding(width, height):
+    from prcl_worker.augment.decode import decode_image, decode_label
+    bomb = _png_claiming(width, height)
+    assert len(bomb) < 200
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="refused before decoding"):
+        decode_image(torch.frombuffer(bytearray(bomb), dtype=torch.uint8))
+    with pytest.raises(ValueError, match="refused before decoding"):
+        decode_label(bomb)
+    assert time.monotonic() - started < 1
+
+
+def _tiny_settings(paths=None, pretrained=None):
+    from test_train import settings
+    cfg = settings()
+    cfg["model"]["pretrained"] = pretrained
+    if paths is not None:
+        cfg["paths"] = paths
+    return cfg
+
+
+def test_save_and_load_only_inside_the_directories_named_at_configure(tmp_path):
+    from worker_calls import SCHEMAS, call
+
+    from prcl_worker.errors import WireError
+    from prcl_worker.replay import ReplayContext
+    run, other = tmp_path / "run", tmp_path / "other"
+    run.mkdir()
+    other.mkdir()
+    ctx = ReplayContext("cpu", SCHEMAS)
+    for op in ("save", "load"):  # before configure: nothing
+        with pytest.raises(WireError, match="not configured"):
+            call(ctx, op, {"path": str(run / "a.pt")})
+    call(ctx, "configure", _tiny_settings({"write": [str(run)], "read": []}))
+    assert call(ctx, "save", {"path": str(run / "a.pt")})["bytes"] > 0
+    assert call(ctx, "load", {"path": str(run / "a.pt")})["step"] is None
+    (run / "ck").mkdir()
+    call(ctx, "save", {"path": str(run / "ck" / "b.pt")})
+    refused = [str(other / "a.pt"), str(run / ".." / "other" / "a.pt"), "/etc/passwd", "relative.pt"]
+    os.symlink(other, run / "escape")
+    refused.append(str(run / "escape" / "a.pt"))
+    for path in refused:
+        with pytest.raises(WireError, match="outside the directories the driver allowed for writing") as info:
+            call(ctx, "save", {"path": path})
+        assert info.value.type == "PathRefused" and info.value.path == "path"
+    assert not (other / "a.pt").exists()
+    shutil.copy(run / "a.pt", other / "a.pt")
+    with pytest.raises(WireError, match="allowed for reading"):
+        call(ctx, "load", {"path": str(run / "escape" / "a.pt")})
+    # reset forgets the directories with the model
+    call(ctx, "reset", {})
+    with pytest.raises(WireError, match="not configured"):
+        call(ctx, "save", {"path": str(run / "a.pt")})
+
+
+def test_pretrained_weights_only_from_a_readable_directory(tmp_path):
+    from worker_calls import SCHEMAS, call
+
+    from prcl_worker.errors import WireError
+    from prcl_worker.replay import ReplayContext
+    run, weights = tmp_path / "run", tmp_path / "weights"
+    run.mkdir()
+    weights.mkdir()
+    (weights / "r18.pth").write_bytes(b"junk")
+    ctx = ReplayContext("cpu", SCHEMAS)
+    with pytest.raises(WireError, match="model.pretrained: .* outside"):
+        call(ctx, "configure", _tiny_settings({"write": [str(run)], "read": []}, str(weights / "r18.pth")))
+    assert "trainer" not in ctx.state and "paths" not in ctx.state
+    # readable: gets as far as reading the file (junk)
+    with pytest.raises(ValueError, match="r18.pth"):
+        call(ctx, "configure", _tiny_settings({"write": [str(run)], "read": [str(weights)]}, str(weights / "r18.pth")))
+
+
+def test_a_torchscript_archive_is_refused_before_torch_load(tmp_path, monkeypatch):
+    from prcl_worker import state as state_mod
+    from prcl_worker.model.weights import read_state_dict
+
+    scripted = torch.jit.script(torch.nn.Linear(2, 2))
+    path = tmp_path / "payload.pt"
+    torch.jit.save(scripted, str(path))
+    calls = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(a) or {})
+    with pytest.raises(ValueError, match="TorchScript archive"):
+        state_mod.safe_torch_load(str(path))
+    with pytest.raises(ValueError, match="TorchScript archive"):
+        read_state_dict(str(path))
+    assert calls == []
+    # the worker's own checkpoints and plain state dicts are not archives of that kind
+    monkeypatch.undo()
+    plain = tmp_path / "plain.pt"
+    torch.save({"w": torch.ones(2)}, str(plain))
+    assert torch.equal(state_mod.safe_torch_load(str(plain))["w"], torch.ones(2))
+
+
+def test_a_pickle_that_runs_code_is_not_loaded(tmp_path):
+    from prcl_worker import state as state_mod
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"x": Evil()}, str(path))
+    with pytest.raises(Exception):  # noqa: B017 - torch's unpickler error type varies by version
+        state_mod.safe_torch_load(str(path))
+    assert not marker.exists()
+
+
+def test_a_rescale_that_would_allocate_gigapixels_is_refused():
+    from prcl_worker.augment.geometry import crop_params_valid, rescale_pad_crop
+    assert crop_params_valid(8000, 8000, scale=16, top=0, left=0, crop_h=64, crop_w=64).startswith(
+        "scale 16.0 grows the 8000x8000 image to 128000x128000, over the worker's limit")
+    assert crop_params_valid(1024, 2048, scale=2.0, top=0, left=0, crop_h=512, crop_w=512) is None
+    with pytest.raises(ValueError, match="over the worker's limit"):
+        rescale_pad_crop(torch.zeros(3, 1024, 1024), scale=16, top=0, left=0, crop_h=8, crop_w=8)

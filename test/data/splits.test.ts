@@ -22,6 +22,14 @@ describe('parseSplitText', () => {
     expect(parseSplitText('2011_000068\n2008_004588', 'f')).toEqual(want)
     expect(parseSplitText('2011_000068\n2008_004588\n', 'f')).toEqual(want)
   })
+  it('accepts blank lines after the last entry (an editor\'s trailing newline)', () => {
+    const want = [{ id: 'a', line: 1 }, { id: 'b', line: 2 }]
+    expect(parseSplitText('a\nb\n\n', 'f')).toEqual(want)
+    expect(parseSplitText('a\r\nb\r\n\r\n', 'f')).toEqual(want)
+    expect(parseSplitText('a\nb\n\n\n', 'f')).toEqual(want)
+    expect(identityOfText('a\nb\n\n', 'f').lines).toBe(2)
+    expect(() => parseSplitText('\n\n', 's.txt')).toThrow(/^split file s\.txt is empty/)
+  })
   it('strips CR from CRLF line ends', () => {
     expect(parseSplitText('a\r\nb\r\n', 'f').map((e) => e.id)).toEqual(['a', 'b'])
   })
@@ -41,7 +49,6 @@ describe('parseSplitText', () => {
   })
   it.each([
     ['a blank line in the middle', 'a\n\nb\n', /^s\.txt:2: blank line/],
-    ['two final newlines', 'a\nb\n\n', /^s\.txt:3: blank line/],
     ['a duplicate entry, naming both lines', 'a\nb\nc\nb\n', /^s\.txt:4: duplicate entry 'b' \(also on line 2\)/],
     ['the same image twice in pair form', 'J/a.jpg S/a.png\nJ/a.jpg S/b.png', /^s\.txt:2: duplicate entry 'a' \(also on line 1\)/],
     ['bare ids mixed with pairs', 'a\nJ/b.jpg S/b.png\n', /^s\.txt:2: line is an 'image mask' pair \(one space\) but line 1 is a bare id; a split file must use one format/],

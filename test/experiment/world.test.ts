@@ -115,7 +115,7 @@ describe('a run at world size 2 (gloo on CPU)', () => {
     // head are older than rank 0's. (A rank serves its requests in order: the save before the
     // load, the load before the evaluation's state_hash.)
     const runDir = join(dir, 'diverged')
-    const file = join(dir, 'rank1-after-step1.pt')
+    const file = join(runDir, 'rank1-after-step1.pt')
     const exp = new Experiment(config(), { runDir, group, progress: false, log: () => undefined })
     const calls: Array<Promise<unknown>> = []
     exp.on('step', (e: StepEvent) => {

@@ -114,7 +114,7 @@ export function usageText(commands: readonly CommandDecl[]): string {
     'commands:',
     ...commands.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
     '',
-    "run 'prcl <command> --help' for a command's options",
+    "run 'prcl <command> --help' for a command's options; --debug (or PRCL_DEBUG=1) adds an error's stack trace",
   ].join('\n') + '\n'
 }
 

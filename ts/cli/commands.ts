@@ -20,12 +20,26 @@ export const train = command({
     config: { type: 'string', value: 'PRESET|FILE', description: 'a preset (voc-662-prcl, cityscapes-150-prcl, …) or a JSON/YAML file' },
     set: { type: 'string', value: 'PATH=VALUE', multiple: true, description: 'override a setting; the value parses as JSON' },
     'run-dir': { type: 'string', value: 'DIR', description: 'the run directory [default: runs/<name>-<time>]' },
-    resume: { type: 'string', value: 'DIR', description: 'continue the run in DIR exactly from its newest checkpoint' },
+    resume: { type: 'string', value: 'DIR', description: 'continue the run in DIR exactly from its newest valid checkpoint' },
+    'allow-changes': { type: 'boolean', description: 'with --resume: accept a change of sampling.epochs, eval.every_epochs or checkpoint.every_steps (world.* may always change)' },
     json: { type: 'boolean', description: 'print only the summary, as JSON' },
     'stop-after': { type: 'string', value: 'N', kind: 'positive', description: 'stop after N more steps (the schedule stays the full run\'s)' },
     record: { type: 'string', value: 'FILE', description: 'write every worker request to FILE (python -m prcl_worker.replay FILE)' },
   },
   notes: ['needs --config, or --resume to continue a run'],
+})
+
+export const checkData = command({
+  name: 'check-data',
+  summary: 'check every image and label a configuration lists (decoding, sizes, label mode and values), all problems at once',
+  options: {
+    config: { type: 'string', value: 'PRESET|FILE', required: true, description: 'a preset or a JSON/YAML file, as for train' },
+    set: { type: 'string', value: 'PATH=VALUE', multiple: true, description: 'override a setting (data.root=…); the value parses as JSON' },
+    level: { type: 'string', value: 'LEVEL', choices: ['full', 'fast'], default: 'full', description: 'full: decode every image; fast: file structure only (what train checks at start)' },
+    threads: { type: 'string', value: 'N', kind: 'count', description: 'threads to check with (0: none) [default: the cores, at most 16]' },
+    json: { type: 'boolean', description: 'print one JSON object (counts and every finding)' },
+  },
+  notes: ['exit status: 0 when no problem is found, 1 when some are (each named with its file and split line)'],
 })
 
 export const evalCmd = command({
@@ -153,7 +167,7 @@ export const pytest = command({
 })
 
 /** In the order `prcl --help` lists them. */
-export const COMMANDS: readonly CommandDecl[] = [demo, train, evalCmd, predict, synth, split, keys, doctor, schemas, repl, bench, pytest]
+export const COMMANDS: readonly CommandDecl[] = [demo, train, checkData, evalCmd, predict, synth, split, keys, doctor, schemas, repl, bench, pytest]
 
 export function findCommand(name: string): CommandDecl | undefined {
   return COMMANDS.find((c) => c.name === name)

@@ -2,9 +2,11 @@
 import { evaluateCheckpoint } from '../experiment/evaluate.ts'
 import { parseCommand } from './args.ts'
 import { evalCmd as EVAL } from './commands.ts'
+import { checkRunDir } from './run-dir.ts'
 
 export async function evalCommand(args: string[]): Promise<number> {
   const { values } = parseCommand(EVAL, args)
+  checkRunDir(values.run, values.checkpoint)
   const models = values.model === 'both' ? ['teacher', 'student'] as const : [values.model]
   const r = await evaluateCheckpoint(values.run, { which: values.checkpoint, models: [...models] })
   if (values.json) { console.log(JSON.stringify(r)); return 0 }

@@ -14,6 +14,7 @@ type Run = (args: string[]) => Promise<number>
 const RUN: Record<string, Run> = {
   demo: async (a) => (await import('./demo.ts')).demo(a),
   train: async (a) => (await import('./train.ts')).train(a),
+  'check-data': async (a) => (await import('./check-data.ts')).checkDataCommand(a),
   eval: async (a) => (await import('./eval.ts')).evalCommand(a),
   predict: async (a) => (await import('./predict.ts')).predictCommand(a),
   synth: async (a) => (await import('./synth.ts')).synth(a),
@@ -33,8 +34,50 @@ function version(): string {
 /** The command being run, for naming it in errors. */
 let current: string | undefined
 
+/** `--debug` (before the command, or among a command's own options) or PRCL_DEBUG=1: errors
+ *  come with their stack. A pass-through command (pytest) keeps a `--debug` after its name. */
+let debug = process.env.PRCL_DEBUG === '1'
+
+function takeDebug(argv: string[]): string[] {
+  const out: string[] = []
+  for (const [i, a] of argv.entries()) {
+    if (a === '--') return [...out, ...argv.slice(i)]
+    if (a === '--debug') { debug = true; continue }
+    out.push(a)
+    if (out.length === 1 && findCommand(a)?.passThrough) return [...out, ...argv.slice(i + 1)]
+  }
+  return out
+}
+
+function safeJson(x: unknown): string {
+  try { return JSON.stringify(x) ?? String(x) } catch { return String(x) }
+}
+
+/** An error's message, then each message of its cause chain that it does not already include. */
+function describeError(e: unknown): string {
+  const parts: string[] = []
+  const seen = new Set<unknown>()
+  let cur: unknown = e
+  while (cur !== undefined && cur !== null && !seen.has(cur) && parts.length < 8) {
+    seen.add(cur)
+    const msg = cur instanceof Error ? cur.message : typeof cur === 'string' ? cur : safeJson(cur)
+    if (msg && !parts.some((p) => p.includes(msg))) parts.push(msg)
+    cur = cur instanceof Error ? cur.cause : undefined
+  }
+  return parts.join('\n  caused by: ') || String(e)
+}
+
+function stackOf(e: unknown): string {
+  const lines: string[] = []
+  let cur: unknown = e
+  for (let depth = 0; cur instanceof Error && depth < 8; depth++, cur = cur.cause) {
+    lines.push(`${depth ? 'caused by: ' : ''}${cur.stack ?? cur.message}`)
+  }
+  return lines.join('\n')
+}
+
 async function main(argv: string[]): Promise<number> {
-  const [first, ...rest] = argv
+  const [first, ...rest] = takeDebug(argv)
   if (first === undefined) {
     process.stdout.write(usageText(COMMANDS))
     return 1
@@ -79,7 +122,8 @@ try {
     console.error(c ? `prcl ${c.name}: ${msg}\n\n${helpText(c)}` : `prcl: ${msg}\n\n${usageText(COMMANDS)}`)
     process.exitCode = 2
   } else {
-    console.error(e)
+    console.error(`prcl${current ? ` ${current}` : ''}: ${describeError(e)}`)
     process.exitCode = 1
   }
+  if (debug && !(e instanceof HelpRequested)) console.error(stackOf(e))
 }

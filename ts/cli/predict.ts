@@ -3,22 +3,46 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, extname, join } from 'node:path'
 import { encodeLabelPng, encodeRgbPng } from '../data/png.ts'
-import { loadCheckpointWorker } from '../experiment/evaluate.ts'
+import { checkImageBytes } from '../data/check.ts'
+import { loadCheckpointWorker, nameSamples } from '../experiment/evaluate.ts'
 import { bytesTensor, type Tensors } from '../wire/tensor.ts'
 import { parseCommand } from './args.ts'
 import { predict as PREDICT } from './commands.ts'
+import { checkRunDir } from './run-dir.ts'
+import { CommandError } from './usage.ts'
+
+/** Every image read and checked before a worker starts: all that cannot be used, named at once. */
+function readImages(files: string[]): Buffer[] {
+  const problems: string[] = []
+  const out = files.map((file) => {
+    try {
+      const bytes = readFileSync(file)
+      checkImageBytes(bytes, 'full')
+      return bytes
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException
+      problems.push(err.code === 'ENOENT' ? `${file} does not exist` : err.code ? `cannot read ${file}: ${err.message}` : `${file}: ${err.message}`)
+      return Buffer.alloc(0)
+    }
+  })
+  if (problems.length) {
+    throw new CommandError(`${problems.length} of ${files.length} image${files.length === 1 ? '' : 's'} cannot be used (nothing was predicted): ${problems.join('; ')}`)
+  }
+  return out
+}
 
 export async function predictCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommand(PREDICT, args)
   const model = values.model
+  checkRunDir(values.run, values.checkpoint)
+  const images = readImages(positionals)
   const { worker } = await loadCheckpointWorker(values.run, values.checkpoint)
   try {
     mkdirSync(values.out, { recursive: true })
-    for (const file of positionals) {
-      let bytes: Buffer
-      try { bytes = readFileSync(file) } catch (e) { throw new Error(`cannot read ${file}: ${(e as Error).message}`, { cause: e }) }
-      const tensors: Tensors = { 'img.0': bytesTensor(bytes) }
+    for (const [i, file] of positionals.entries()) {
+      const tensors: Tensors = { 'img.0': bytesTensor(images[i]!) }
       const r = await worker.call('predict', { model, outputs: values.var ? ['classes', 'var'] : ['classes'] }, { tensors, timeoutMs: 600_000 })
+        .catch((e: Error) => { throw nameSamples(e, [{ image: file, label: null }]) })
       const cls = r.tensors['classes.0']!
       const [h, w] = cls.shape as [number, number]
       const stem = basename(file, extname(file))

@@ -1,22 +1,42 @@
-// `prcl train --config <preset|file> [--set path=value …] [--run-dir DIR] [--resume DIR [--set world.…]] [--record FILE]`
+// `prcl train --config <preset|file> [--set path=value …] [--run-dir DIR] [--record FILE]`
+// `prcl train --resume DIR [--config …] [--set …] [--allow-changes]`: the configuration asked for
+// (--config, else the run's config.json, with --set) must be the run's, but for world.* and, with
+// --allow-changes, sampling.epochs, eval.every_epochs and checkpoint.every_steps.
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { loadConfig } from '../config/load.ts'
 import { Experiment } from '../experiment/run.ts'
 import { parseCommand } from './args.ts'
 import { train as TRAIN } from './commands.ts'
+import { onFirstSignal, signalExitCode } from './signals.ts'
 import { UsageError } from './usage.ts'
 
 export async function train(args: string[]): Promise<number> {
   const { values } = parseCommand(TRAIN, args)
   if (!values.config && !values.resume) throw new UsageError('train needs --config <preset or file> (or --resume <run dir>)', 'train')
   const stopAfter = values['stop-after']
+  if (values.resume && values['run-dir']) throw new UsageError('--resume names the run directory to continue; --run-dir is for a new run: pass one of them', 'train')
+  if (values['allow-changes'] && !values.resume) throw new UsageError('--allow-changes goes with --resume', 'train')
   const cfg = values.config ? loadConfig(values.config, values.set) : undefined
-  // On --resume, --set may change world.* only (continue at another number of workers).
-  const exp = new Experiment(cfg!, { runDir: values.resume ?? values['run-dir'], resume: !!values.resume, stopAfter, record: values.record, set: values.resume ? values.set : undefined })
+  // On --resume without --config, --set applies to the run's own config.json.
+  const exp = new Experiment(cfg, {
+    runDir: values.resume ?? values['run-dir'], resume: !!values.resume, allowChanges: values['allow-changes'], stopAfter, record: values.record,
+    set: values.resume && !values.config ? values.set : undefined,
+  })
   if (!values.json) {
-    console.log(`run directory: ${exp.runDir}`)
+    // Named once it exists (a default name gets a suffix when another run took it).
+    exp.once('run-dir', (dir: string) => console.log(`run directory: ${dir}`))
     console.log(JSON.stringify(exp.config, null, 2))
   }
-  const summary = await exp.run()
+  let signal: NodeJS.Signals | null = null
+  const release = onFirstSignal((sig) => { signal = sig; exp.stop(sig) })
+  const summary = await exp.run().finally(release)
+  if (signal) {
+    const ck = join(exp.runDir, 'checkpoints', 'latest')
+    console.error(`stopped by ${signal} after step ${summary.steps}${existsSync(ck) ? `; the checkpoint is in ${ck}` : ' (no checkpoint: no step had finished)'}`)
+    console.error(`resume with: prcl train --resume ${exp.runDir}`)
+    return signalExitCode(signal)
+  }
   if (values.json) console.log(JSON.stringify(summary))
   else {
     const pct = (x: number | undefined) => (x === undefined ? '—' : (x * 100).toFixed(2))

@@ -143,6 +143,8 @@ function stringIssues(schema: JsonSchema, value: unknown, path: string): ConfigI
     return [{ path, value, expected: schema.minLength === 1 ? 'must not be empty' : `must have at least ${schema.minLength} characters` }]
   }
   if (schema.maxLength !== undefined && value.length > schema.maxLength) return [{ path, value, expected: `must have at most ${schema.maxLength} characters` }]
-  if (schema.pattern && !new RegExp(schema.pattern).test(value)) return [{ path, value, expected: `must match ${schema.pattern}` }]
+  if (schema.pattern && !new RegExp(schema.pattern).test(value)) {
+    return [{ path, value, expected: schema.description ? `must be ${schema.description}` : `must match ${schema.pattern}` }]
+  }
   return []
 }

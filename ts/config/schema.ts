@@ -84,6 +84,13 @@ export const ExperimentConfig = Type.Object({
     stride: Type.Union([Size, Type.Null()]),
   }, Closed),
   checkpoint: Type.Object({ every_steps: Type.Integer({ minimum: 1, maximum: 1e9 }) }, Closed),
+  // A step whose loss or gradients are not finite is never applied (the worker checks before the
+  // optimisers step); then 'skip' goes on, 'rollback' reloads the newest checkpoint's worker state
+  // and goes on, 'stop' ends the run. More than max_consecutive such steps in a row end it too.
+  guard: Type.Object({
+    non_finite: Type.Enum(['skip', 'rollback', 'stop']),
+    max_consecutive: Type.Integer({ minimum: 1, maximum: 1e6 }),
+  }, Closed),
   // Data-parallel training: `size` ranks of one torch.distributed group, each on one device
   // (`devices`, one per rank; null: worker.device for every rank). sampling.batch_size is the
   // global batch, split evenly over the ranks; learning rates are used as stated at any size.
@@ -92,7 +99,10 @@ export const ExperimentConfig = Type.Object({
     devices: Type.Union([Type.Array(Type.String({ pattern: '^(cpu|cuda(:[0-9]+)?)$' }), { minItems: 1, maxItems: 1024 }), Type.Null()]),
     // Ranks started elsewhere (`torchrun … -m prcl_worker --connect <listen>`, or srun) connect
     // to this endpoint and the driver spawns none; null: the driver spawns `size` local ranks.
-    listen: Type.Union([Type.String({ pattern: '^tcp://(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$', maxLength: 300 }), Type.Null()]),
+    listen: Type.Union([Type.String({
+      pattern: '^tcp://(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$', maxLength: 300,
+      description: 'a tcp://HOST:PORT endpoint (e.g. tcp://0.0.0.0:5555), or null',
+    }), Type.Null()]),
     // CURVE key directory (`prcl keys --out DIR`): driver.key_secret, and the workers' *.key admitted.
     keys: Type.Union([PathString, Type.Null()]),
     // Allow `listen` off this machine without keys (anyone reaching the port could pose as a rank).

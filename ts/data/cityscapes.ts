@@ -117,7 +117,7 @@ export function cityscapesDataset(root: string, opts: CityscapesOptions = {}): D
     const hint = entries.some((e) => e.image === undefined) && !ropts.subset
       ? 'bare stems are looked for under leftImg8bit/train/ and leftImg8bit/val/'
       : undefined
-    checkSamplesExist(refs, entries, root, ropts.splitFile, hint)
+    if (!ropts.allowMissing) checkSamplesExist(refs, entries, root, ropts.splitFile, hint)
     checkLabelKind(entries, refs, where)
     return refs
   }

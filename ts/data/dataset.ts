@@ -15,6 +15,9 @@ export interface ResolveOptions {
   subset?: 'train' | 'val'
   /** The split file the entries came from, for error messages. */
   splitFile?: string
+  /** Resolve missing files too, without the existence check (the data check reports them, or
+   *  data.skip_bad_samples leaves their samples out). */
+  allowMissing?: boolean
 }
 
 export interface Dataset {

@@ -74,7 +74,7 @@ export function folderDataset(root: string): Dataset {
         const label = !opts.needLabels ? null : resolvePath(root, e.label ?? join('masks', `${e.id}.png`))
         return { id: e.id, image, label }
       })
-      checkSamplesExist(refs, entries, root, opts.splitFile, 'bare ids are looked for as images/<id>.jpg, .jpeg or .png and masks/<id>.png')
+      if (!opts.allowMissing) checkSamplesExist(refs, entries, root, opts.splitFile, 'bare ids are looked for as images/<id>.jpg, .jpeg or .png and masks/<id>.png')
       return refs
     },
   }

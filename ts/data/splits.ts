@@ -4,7 +4,8 @@
 //   path      leftImg8bit/train/jena/jena_000078_000019_leftImg8bit.png   (unlabeled image lists)
 //   pair      JPEGImages/x.jpg SegmentationClass/x.png                (UniMatch: one space)
 //   tab-pair  <image path>\t<mask path>                               (CPS Cityscapes)
-// A file uses one format throughout. The final newline is optional. Windows line ends (CRLF)
+// A file uses one format throughout. The final newline is optional, and blank lines after the last
+// entry are ignored (a blank line between entries is an error). Windows line ends (CRLF)
 // are accepted: the '\r' before each '\n' is stripped; any other '\r' is an error.
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
@@ -41,12 +42,13 @@ export function fileStem(path: string): string {
   return dot > 0 ? base.slice(0, dot) : base
 }
 
-/** Split text into lines: strip a UTF-8 BOM, drop one trailing empty string, strip CR before LF. */
+/** Split text into lines: strip a UTF-8 BOM, strip CR before LF, drop empty lines at the end (the
+ *  final newline, and blank lines an editor left after the last entry). */
 function splitLines(text: string): string[] {
   if (text.startsWith('\uFEFF')) text = text.slice(1)
-  const lines = text.split('\n')
-  if (lines.at(-1) === '') lines.pop()
-  return lines.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l))
+  const lines = text.split('\n').map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l))
+  while (lines.at(-1) === '') lines.pop()
+  return lines
 }
 
 function parseLine(raw: string, where: string): { format: SplitFormat; entry: Omit<SplitEntry, 'line'> } {

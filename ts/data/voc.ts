@@ -35,7 +35,7 @@ export function vocDataset(root: string): Dataset {
       const hint = opts.needLabels && !isDir(join(root, labelDir))
         ? 'neither SegmentationClassAug/ nor SegmentationClass/ exists under the root'
         : undefined
-      checkSamplesExist(refs, entries, root, opts.splitFile, hint)
+      if (!opts.allowMissing) checkSamplesExist(refs, entries, root, opts.splitFile, hint)
       return refs
     },
   }

@@ -68,7 +68,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
         cfg.data.root = data
         o.adjust?.(cfg)
         const start = Date.now()
-        const summary: RunSummary = await new Experiment(cfg, { runDir: join(out, cfg.name), worker, progress: false, log: () => undefined }).run()
+        const summary: RunSummary = await new Experiment(cfg, { runDir: join(out, cfg.name), overwrite: true, worker, progress: false, log: () => undefined }).run()
         const run: DemoRun = {
           seed, method, last_miou: summary.last?.miou ?? 0, best_miou: summary.best?.miou ?? 0,
           run_dir: summary.run_dir, minutes: (Date.now() - start) / 60_000,

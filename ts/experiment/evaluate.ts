@@ -8,7 +8,7 @@ import { readSample } from '../data/dataset.ts'
 import { bytesTensor, type Tensors } from '../wire/tensor.ts'
 import { WorkerGroup, WorkerGroupError } from '../worker/group.ts'
 import { Worker } from '../worker/worker.ts'
-import { readCheckpoint } from './checkpoint.ts'
+import { verifyCheckpoint } from './checkpoint.ts'
 import { loadRunData, type RunData } from './data.ts'
 import { iouFromConfusion, type IoUResult } from './metrics.ts'
 import { workerSettings } from './settings.ts'
@@ -34,13 +34,28 @@ export async function evaluateOn(workers: Worker | WorkerGroup, cfg: ExperimentC
       const tensors: Tensors = {}
       const samples = await Promise.all(refs.map((r) => readSample(r)))
       samples.forEach((s, j) => { tensors[`img.${j}`] = bytesTensor(s.image); tensors[`lbl.${j}`] = bytesTensor(s.label!) })
-      const r = await group.call(rank, 'eval_step', args, { tensors, timeoutMs: 3_600_000 })
+      const r = await group.call(rank, 'eval_step', args, { tensors, timeoutMs: 3_600_000 }).catch((e: Error) => { throw nameSamples(e, refs) })
       const part = r.tensors.confusion!.data as BigInt64Array
       for (let k = 0; k < c * c; k++) cm[k]! += Number(part[k]!)
     }
   }
   await Promise.all(Array.from({ length: group.size }, (_, r) => lane(r)))
   return { type: 'eval', step, epoch, model, protocol: cfg.eval.protocol, classes: data.dataset.classNames, ...iouFromConfusion(cm, c) }
+}
+
+/** A worker's error about a request's `img.<i>` / `lbl.<i>` tensor, with the file each came from
+ *  named in its message (the error keeps its class; other errors are returned as they are). */
+export function nameSamples<E extends Error>(e: E, refs: ReadonlyArray<{ image: string; label: string | null }>): E {
+  if (!(e instanceof Error) || typeof e.message !== 'string') return e
+  const named = e.message.replace(/\b(img|lbl)\.(\d+)\b/g, (m, kind: string, i: string) => {
+    const ref = refs[Number(i)]
+    const file = ref && (kind === 'img' ? ref.image : ref.label)
+    return file ? `${kind === 'img' ? 'image' : 'label'} ${file}` : m
+  })
+  if (named !== e.message) {
+    try { e.message = named } catch { /* a read-only message stays as it was */ }
+  }
+  return e
 }
 
 /** The networks whose parameters every rank must hold identically under data parallelism (DDP
@@ -89,9 +104,9 @@ export function assertReplicas(ev: ReplicaEvent): void {
 /** Load a run's checkpoint (`best` or `latest`) into one worker, configured as the run was (of a
  *  run with several ranks, rank 0's state: evaluation and prediction need no group). */
 export async function loadCheckpointWorker(runDir: string, which: string, worker?: Worker) {
-  const ck = readCheckpoint(join(runDir, 'checkpoints', which))
+  const ck = await verifyCheckpoint(join(runDir, 'checkpoints', which))
   const w = worker ?? await Worker.start({ python: ck.config.worker.python ?? undefined, device: ck.config.worker.device, log: 'silent' })
-  await w.call('configure', workerSettings(ck.config), { timeoutMs: 600_000 })
+  await w.call('configure', workerSettings(ck.config, { runDir: ck.dir }), { timeoutMs: 600_000 })
   await w.call('load', { path: ck.workerFile }, { timeoutMs: 600_000 })
   return { worker: w, checkpoint: ck, owned: !worker }
 }
@@ -100,7 +115,9 @@ export async function loadCheckpointWorker(runDir: string, which: string, worker
 export async function evaluateCheckpoint(runDir: string, o: { which?: string; models?: Array<'teacher' | 'student'>; worker?: Worker } = {}) {
   const { worker, checkpoint, owned } = await loadCheckpointWorker(runDir, o.which ?? 'best', o.worker)
   try {
-    const data = await loadRunData(checkpoint.config)
+    // The val images and labels checked first (a label value outside the classes would otherwise
+    // drop out of the confusion matrix without a word).
+    const data = await loadRunData(checkpoint.config, { check: 'fast', lists: ['val'] })
     const out: EvalEvent[] = []
     for (const m of o.models ?? [checkpoint.config.eval.model]) {
       out.push(await evaluateOn(worker, checkpoint.config, data, checkpoint.state.step, checkpoint.state.epoch, m))

@@ -1,7 +1,7 @@
 // metrics.jsonl: one line per step (what the plan resolved, what the worker measured), per
 // evaluation and, with several ranks, per check that the ranks hold the same networks (type
 // 'replicas', before each evaluation); and the progress line on a terminal.
-import { appendFileSync, existsSync, readFileSync } from 'node:fs'
+import { appendFileSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
 import type { StepPlan } from '../policy/plan.ts'
 import type { OpResult } from '../wire/ops/index.ts'
 import type { EvalEvent, ReplicaEvent } from './evaluate.ts'
@@ -22,6 +22,51 @@ export function stepEvent(plan: StepPlan, r: OpResult<'train_step'>): StepEvent 
 
 export function appendLine(metrics: string, event: StepEvent | EvalEvent | ReplicaEvent): void {
   appendFileSync(metrics, JSON.stringify(event) + '\n')
+}
+
+/** Cut a run's metrics back to what a checkpoint at `step` had seen, on resume: every line about a
+ *  later step goes (the resumed run logs those steps again), and so does a torn last line of a
+ *  killed driver. Written to a temporary file, fsynced and renamed. Returns what was dropped. */
+export function cutMetrics(metrics: string, step: number): { dropped: number; torn: number } {
+  if (!existsSync(metrics)) return { dropped: 0, torn: 0 }
+  const keep: string[] = []
+  let dropped = 0
+  let torn = 0
+  for (const line of readFileSync(metrics, 'utf8').split('\n')) {
+    if (!line.trim()) continue
+    let ev: { step?: unknown }
+    try {
+      ev = JSON.parse(line)
+    } catch {
+      torn++
+      continue
+    }
+    if (typeof ev?.step === 'number' && ev.step > step) dropped++
+    else keep.push(line)
+  }
+  if (dropped === 0 && torn === 0) return { dropped, torn }
+  const tmp = `${metrics}.tmp`
+  const fd = openSync(tmp, 'w')
+  try {
+    writeSync(fd, keep.map((l) => `${l}\n`).join(''))
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  renameSync(tmp, metrics)
+  return { dropped, torn }
+}
+
+/** How many training steps a run's metrics record (0: the run never got past its start). */
+export function loggedSteps(metrics: string): number {
+  if (!existsSync(metrics)) return 0
+  let n = 0
+  for (const line of readFileSync(metrics, 'utf8').split('\n')) {
+    try {
+      if (line && JSON.parse(line).type === 'step') n++
+    } catch { /* a torn line */ }
+  }
+  return n
 }
 
 function readEvals(metrics: string): EvalEvent[] {

@@ -3,7 +3,7 @@
 // the worker computes step n. With world.size N > 1 the driver starts N workers (one
 // torch.distributed group), plans the global step as at any size and sends each rank its shard.
 import { EventEmitter } from 'node:events'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { checkConfig } from '../config/check.ts'
 import { applySet } from '../config/load.ts'
@@ -15,13 +15,18 @@ import type { Hello } from '../wire/envelope.ts'
 import type { OpResult } from '../wire/ops/index.ts'
 import { WorkerGroup } from '../worker/group.ts'
 import type { Worker } from '../worker/worker.ts'
-import { findCheckpoint, readCheckpoint, saveCheckpoint, type DriverState } from './checkpoint.ts'
+import { newestCheckpoint, readCheckpoint, saveCheckpoint, writeDurable, type DatasetEntries, type DriverState, type LoadedCheckpoint, type RunIdentity } from './checkpoint.ts'
+import { guardSummary, NonFiniteGuard, NonFiniteStepError, type GuardFields, type GuardSummary } from './guard.ts'
 import { loadRunData, type RunData } from './data.ts'
 import { assertReplicas, checkReplicas, evaluateOn, type EvalEvent } from './evaluate.ts'
 import { generators, initialState, snapshotOf } from './generators.ts'
-import { appendLine, evalsFromMetrics, progressLine, stepEvent, type StepEvent } from './metrics-log.ts'
+import { appendLine, cutMetrics, evalsFromMetrics, loggedSteps, progressLine, stepEvent, type StepEvent } from './metrics-log.ts'
 import { Pipeline } from './pipeline.ts'
 import { Recorder } from './record.ts'
+import {
+  checkConfigChanges, checkDataIdentity, configChanges, createRunDirectory, describeChange, existingRun, isRunDirectory,
+  lockRunDirectory, RUN_FILES, runIdentity, type RunLock,
+} from './resume.ts'
 import { workerSettings } from './settings.ts'
 
 export interface RunOptions {
@@ -35,8 +40,14 @@ export interface RunOptions {
   worker?: Worker
   /** Reuse a started group of world.size workers; otherwise one is started and closed. */
   group?: WorkerGroup
-  /** With resume: `world.*` settings that change on resuming (`world.size=2`); nothing else may. */
+  /** With resume: settings applied on top of the configuration (the given one, else the run's
+   *  config.json). `world.*` may change; with allowChanges also the settings in ALLOWED_CHANGES. */
   set?: string[]
+  /** With resume: accept changes of sampling.epochs, eval.every_epochs, checkpoint.every_steps, a
+   *  split file's bytes that list the same samples, and data files' sizes or times. */
+  allowChanges?: boolean
+  /** Replace the run in runDir (its run files are removed first) instead of refusing it (the demo). */
+  overwrite?: boolean
   /** Print a progress line to stderr (default: when stderr is a TTY). */
   progress?: boolean
   log?: (line: string) => void
@@ -56,30 +67,45 @@ export interface RunSummary {
   config_sha: string
   /** Samples left out because they could not be read (data.skip_bad_samples), with the reason. */
   skipped: Array<{ file: string; reason: string }>
+  /** Steps not applied because their loss or gradients were not finite (ts/experiment/guard.ts). */
+  guard: GuardSummary
+  /** Why the run stopped before its last step (stop(): a signal), or null. */
+  stopped: string | null
 }
 
 export class Experiment extends EventEmitter {
-  readonly runDir: string
+  /** The run directory (a default name gets a suffix in run() when another run took it). */
+  get runDir(): string { return this.dir }
+  private dir: string
+  private readonly autoDir: boolean
+  /** This run's identity (config, splits, data), recorded in every checkpoint. */
+  private identity: { identity: RunIdentity; entries: DatasetEntries } | null = null
+  /** The checkpoint a resumed run starts from (null: from step 0). */
+  private resumeFrom: LoadedCheckpoint | null = null
   private cfg: ExperimentConfig
   private opts: RunOptions
   private readonly curve: CurveServer | null
 
-  constructor(cfg: ExperimentConfig, opts: RunOptions = {}) {
+  /** `cfg`: the configuration; on resume the one asked for (compared with the run's), or
+   *  undefined for the run's own config.json. */
+  constructor(cfg: ExperimentConfig | undefined, opts: RunOptions = {}) {
     super()
     this.opts = opts
     if (opts.resume) {
       if (!opts.runDir) throw new Error('resume needs the run directory')
       const saved = join(opts.runDir, 'config.json')
       if (!existsSync(saved)) throw new Error(`${opts.runDir} is not a run directory (no config.json)`)
-      let config: unknown = JSON.parse(readFileSync(saved, 'utf8'))
-      for (const s of opts.set ?? []) {
-        if (!/^\s*world\./.test(s)) throw new Error(`--set ${s}: a resumed run keeps its configuration; only world.* settings may change`)
-        config = applySet(config, s)
-      }
-      this.cfg = checkConfig(config, opts.set?.length ? `${saved} with --set` : saved)
+      const runConfig: unknown = JSON.parse(readFileSync(saved, 'utf8'))
+      let config: unknown = structuredClone(cfg ?? runConfig)
+      for (const s of opts.set ?? []) config = applySet(config, s)
+      this.cfg = checkConfig(config, `${cfg ? 'the configuration' : saved}${opts.set?.length ? ' with --set' : ''}`)
+      // Against the run's config.json now, before anything starts; against the checkpoint's in run().
+      checkConfigChanges(configChanges(normalized(runConfig), this.cfg), { runDir: opts.runDir, allowChanges: opts.allowChanges, against: saved })
     } else {
+      if (!cfg) throw new Error('a configuration is needed to start a run (or resume one)')
       // Checked here, before a run directory or a worker exists.
       this.cfg = checkConfig(cfg)
+      if (opts.runDir && !opts.overwrite && isRunDirectory(opts.runDir)) throw existingRun(resolve(opts.runDir))
     }
     const size = this.cfg.world.size
     if (opts.record && size > 1) {
@@ -90,10 +116,18 @@ export class Experiment extends EventEmitter {
     // The key directory is read now, so a missing or unreadable key stops the run before it starts.
     this.curve = this.cfg.world.keys === null || opts.group || opts.worker ? null : loadDriverKeys(this.cfg.world.keys)
     const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)
-    this.runDir = resolve(opts.runDir ?? join(this.cfg.runs_dir, `${this.cfg.name}-${stamp}`))
+    this.dir = resolve(opts.runDir ?? join(this.cfg.runs_dir, `${this.cfg.name}-${stamp}`))
+    this.autoDir = !opts.runDir
   }
 
   get config(): ExperimentConfig { return this.cfg }
+
+  /** Stop after the steps already sent: they finish, a checkpoint is written, and run() returns
+   *  a summary with `stopped` set (a first Ctrl-C in the CLI). */
+  stop(reason = 'stop requested'): void {
+    if (this.stopReason === null) this.stopReason = reason
+  }
+  private stopReason: string | null = null
   /** The workers of the run in progress (null before it starts them). */
   get workers(): WorkerGroup | null { return this.group }
   private group: WorkerGroup | null = null
@@ -101,11 +135,83 @@ export class Experiment extends EventEmitter {
   /** plan → read bytes → send → record → evaluate/checkpoint when the plan says; the next step
    *  is planned and on the wire while the worker computes this one. */
   async run(): Promise<RunSummary> {
+    const data = await loadRunData(this.cfg)
+    const lock = await this.openRunDir(data)
+    try {
+      return await this.runLocked(data)
+    } finally {
+      lock.release()
+    }
+  }
+
+  /** Create (a new run) or reopen (resume) the run directory, locked for this process; when
+   *  resuming, find the newest valid checkpoint and check that this run matches it. */
+  private async openRunDir(data: RunData): Promise<RunLock> {
+    this.identity = await runIdentity(this.cfg, data)
+    if (!this.opts.resume) this.dir = createRunDirectory(this.dir, { auto: this.autoDir })
+    const lock = lockRunDirectory(this.dir)
+    try {
+      if (this.opts.resume) {
+        if (await this.checkResume()) await this.writeRunFiles(data)
+      } else {
+        if (this.opts.overwrite) for (const f of RUN_FILES) if (f !== 'run.lock') rmSync(join(this.dir, f), { recursive: true, force: true })
+        // Checked again under the lock: another driver may have started a run here meanwhile.
+        if (isRunDirectory(this.dir, ['run.lock'])) throw existingRun(this.dir)
+        await this.writeRunFiles(data)
+      }
+      this.emit('run-dir', this.dir)
+      return lock
+    } catch (e) {
+      lock.release()
+      throw e
+    }
+  }
+
+  private async writeRunFiles(data: RunData): Promise<void> {
+    mkdirSync(join(this.dir, 'checkpoints'), { recursive: true })
+    await writeDurable(join(this.dir, 'config.json'), JSON.stringify(this.cfg, null, 2))
+    await writeDurable(join(this.dir, 'splits.json'), JSON.stringify(data.splits, null, 2))
+  }
+
+  /** Find the checkpoint to resume from and check this run against it (configuration, splits,
+   *  data); cut metrics.jsonl back to its step. Returns true when the run starts over (it never
+   *  got past its start). */
+  private async checkResume(): Promise<boolean> {
+    const metrics = join(this.dir, 'metrics.jsonl')
+    const skipped: string[] = []
+    const ck = await newestCheckpoint(this.dir, (l) => { skipped.push(l); this.log(l) })
+    if (!ck) {
+      const steps = loggedSteps(metrics)
+      if (steps > 0) {
+        throw new Error(`cannot resume ${this.dir}: it has no valid checkpoint${skipped.length ? ` (${skipped.length} skipped, see the warnings above)` : ''}, ` +
+          `although its metrics.jsonl records ${steps} steps; resuming would start it again at step 0. ` +
+          `Start a new run with its configuration instead: prcl train --config ${join(this.dir, 'config.json')}`)
+      }
+      this.log(`${this.dir} has no checkpoint and logged no step (it never got past its start): starting it at step 0`)
+      cutMetrics(metrics, 0)
+      this.resumeFrom = null
+      return true
+    }
+    const accepted = checkConfigChanges(configChanges(normalized(ck.config), this.cfg), {
+      runDir: this.dir, allowChanges: this.opts.allowChanges, against: `its checkpoint ${ck.dir}`,
+    })
+    for (const w of await checkDataIdentity(ck, this.identity!, { runDir: this.dir, allowChanges: this.opts.allowChanges })) this.log(w)
+    const changed = accepted.filter((c) => !c.path.startsWith('world.'))
+    if (changed.length) {
+      this.log(`resuming with changed settings (--allow-changes): ${changed.map(describeChange).join('; ')}`)
+      await writeDurable(join(this.dir, 'config.json'), JSON.stringify(this.cfg, null, 2))
+    }
+    const cut = cutMetrics(metrics, ck.state.step)
+    if (cut.dropped || cut.torn) {
+      this.log(`metrics.jsonl: dropped ${cut.dropped} line${cut.dropped === 1 ? '' : 's'} logged after step ${ck.state.step}, the checkpoint's step (those steps run again)` +
+        `${cut.torn ? `, and ${cut.torn} torn line${cut.torn === 1 ? '' : 's'}` : ''}`)
+    }
+    this.resumeFrom = ck
+    return false
+  }
+
+  private async runLocked(data: RunData): Promise<RunSummary> {
     const cfg = this.cfg
-    const data = await loadRunData(cfg)
-    mkdirSync(join(this.runDir, 'checkpoints'), { recursive: true })
-    if (!this.opts.resume) writeFileSync(join(this.runDir, 'config.json'), JSON.stringify(cfg, null, 2))
-    writeFileSync(join(this.runDir, 'splits.json'), JSON.stringify(data.splits, null, 2))
     const owned = !this.opts.worker && !this.opts.group
     const group = this.opts.group ?? (this.opts.worker ? WorkerGroup.of(this.opts.worker) : await this.startGroup())
     this.group = group
@@ -114,7 +220,9 @@ export class Experiment extends EventEmitter {
     try {
       const run = await this.start(group, data, recorder)
       const pipe = new Pipeline(group, data, recorder, (plan, result) => this.stepDone(run, plan, result))
-      for (let planned = run.state.step; planned < run.stopAt; planned++) {
+      // The state after the newest step sent and not yet checkpointed: what a stop request saves.
+      let unsaved: DriverState | null = null
+      for (let planned = run.state.step; planned < run.stopAt && this.stopReason === null; planned++) {
         const plan = planStep(cfg, progressAt(cfg, run.perEpoch, planned), run.gen, run.planData)
         const snapshot = snapshotOf(plan, run.perEpoch, run.gen, run.state.best)
         await pipe.send(plan)
@@ -123,8 +231,13 @@ export class Experiment extends EventEmitter {
         await pipe.drain(plan.evaluate || checkpoint ? 0 : 1)
         if (plan.evaluate) await this.evaluate(run, plan.step, snapshot)
         if (checkpoint) await this.save(run, 'latest', snapshot)
+        unsaved = checkpoint ? null : snapshot
       }
       await pipe.drain(0)
+      if (this.stopReason !== null && unsaved) {
+        this.log(`stopping (${this.stopReason}): the steps in flight are done; writing a checkpoint at step ${unsaved.step}`)
+        await this.save(run, 'latest', unsaved)
+      }
       return this.summarize(run)
     } finally {
       recorder?.close()
@@ -158,12 +271,12 @@ export class Experiment extends EventEmitter {
 
   /** Configure the workers, and restore the newest checkpoint when resuming: each rank its own
    *  state, or, from a checkpoint saved by another number of ranks, rank 0's state in every rank. */
-  private async start(group: WorkerGroup, data: RunData, recorder: Recorder | null): Promise<RunState> {
+  private async start(group: WorkerGroup, data: RunData, recorder: Recorder | null, from: LoadedCheckpoint | null = this.resumeFrom): Promise<RunState> {
     const cfg = this.cfg
-    recorder?.write('configure', workerSettings(cfg))
-    await group.all('configure', () => workerSettings(cfg), { timeoutMs: 600_000 })
+    recorder?.write('configure', workerSettings(cfg, { runDir: this.runDir }))
+    await group.all('configure', () => workerSettings(cfg, { runDir: this.runDir }), { timeoutMs: 600_000 })
     let state = initialState(cfg, data)
-    const ck = this.opts.resume ? findCheckpoint(this.runDir) : null
+    const ck = this.opts.resume ? from : null
     if (ck) {
       const saved = ck.workerFiles.length
       if (saved !== group.size) {
@@ -183,8 +296,20 @@ export class Experiment extends EventEmitter {
     }
   }
 
+  private guard: NonFiniteGuard | null = null
+
   private stepDone(run: RunState, plan: StepPlan, result: OpResult<'train_step'>): void {
-    const ev = stepEvent(plan, result)
+    // A step the worker did not apply (non-finite loss or gradients): counted, logged, and
+    // skipped, rolled back or the run stopped as guard.non_finite says (ts/experiment/guard.ts).
+    this.guard ??= new NonFiniteGuard(this.cfg.guard, this.runDir, run.group, (l) => this.log(l))
+    let fields: GuardFields
+    try {
+      fields = this.guard.onStep(plan, result)
+    } catch (e) {
+      if (e instanceof NonFiniteStepError) appendLine(run.metrics, { ...stepEvent(plan, result), skipped: true, non_finite: e.nonFinite, guard: 'stop' } as StepEvent)
+      throw e
+    }
+    const ev: StepEvent & GuardFields = { ...stepEvent(plan, result), ...fields }
     appendLine(run.metrics, ev)
     this.emit('step', ev)
     run.done = plan.step
@@ -214,7 +339,7 @@ export class Experiment extends EventEmitter {
   }
 
   private save(run: RunState, name: 'latest' | 'best', snapshot: DriverState): Promise<string> {
-    return saveCheckpoint(join(this.runDir, 'checkpoints', name), run.group, { ...snapshot, best: run.state.best, wall_ms: this.wallMs(run) }, this.cfg)
+    return saveCheckpoint(join(this.runDir, 'checkpoints', name), run.group, { ...snapshot, best: run.state.best, wall_ms: this.wallMs(run) }, this.cfg, this.identity ?? undefined)
   }
 
   private summarize(run: RunState): RunSummary {
@@ -224,6 +349,8 @@ export class Experiment extends EventEmitter {
       name: this.cfg.name, run_dir: this.runDir, steps: run.done, epochs: Math.floor(run.done / run.perEpoch),
       wall_minutes: this.wallMs(run) / 60_000, last: run.last ?? logged.last, best: run.best ?? logged.best,
       splits: run.data.splits, config_sha: sha(JSON.stringify(this.cfg)), skipped: run.data.skipped,
+      guard: guardSummary(run.metrics),
+      stopped: this.stopReason,
     }
     writeFileSync(join(this.runDir, 'summary.json'), JSON.stringify(summary, null, 2))
     return summary
@@ -254,6 +381,16 @@ interface RunState {
   done: number
   best: EvalEvent | null
   last: EvalEvent | null
+}
+
+/** A saved configuration as the check would resolve it today (so that settings added since it was
+ *  written compare as their defaults); as saved when it no longer passes the check. */
+function normalized(saved: unknown): unknown {
+  try {
+    return checkConfig(structuredClone(saved))
+  } catch {
+    return saved
+  }
 }
 
 function sha(text: string): string {

@@ -1,17 +1,25 @@
 // The worker's configure arguments for an experiment configuration: what the worker builds.
 // Everything that varies per step travels in the step plan instead (ts/policy/).
+import { dirname, resolve } from 'node:path'
 import type { Static } from 'typebox'
 import type { ExperimentConfig } from '../config/schema.ts'
 import type { ConfigureArgs } from '../wire/ops/training.ts'
 
 export type WorkerSettings = Static<typeof ConfigureArgs>
 
-export function workerSettings(cfg: ExperimentConfig): WorkerSettings {
+/** `where.runDir`: the run directory, the only one the worker may write in (checkpoints); it may
+ *  read there and in the pretrained weights' directory. Without it the worker is not confined. */
+export function workerSettings(cfg: ExperimentConfig, where?: { runDir: string }): WorkerSettings {
+  // Named relative to the driver's directory, like the run directory: the worker gets both absolute.
+  const pretrained = cfg.model.pretrained === null || !where ? cfg.model.pretrained : resolve(cfg.model.pretrained)
+  const paths = where ? {
+    paths: { write: [resolve(where.runDir)], read: pretrained === null ? [] : [dirname(pretrained)] },
+  } : {}
   return {
     seed: cfg.seed,
     deterministic: cfg.deterministic,
     threads: cfg.worker.threads,
-    model: cfg.model,
+    model: { ...cfg.model, pretrained },
     optim: {
       momentum: cfg.optim.momentum, nesterov: cfg.optim.nesterov, weight_decay: cfg.optim.weight_decay,
       decay_norm_and_bias: cfg.optim.decay_norm_and_bias, grad_clip: cfg.optim.grad_clip,
@@ -20,5 +28,6 @@ export function workerSettings(cfg: ExperimentConfig): WorkerSettings {
     channels_last: cfg.channels_last,
     loss: cfg.loss,
     distributed: { sync_bn: cfg.world.sync_bn, broadcast_buffers: cfg.world.broadcast_buffers, prototypes: cfg.world.prototypes },
+    ...paths,
   }
 }

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events'
 import type { CurveServer } from './curve.ts'
 import { Hub } from './hub.ts'
 import { decode, encodeTensors, packHeader, unpackHeader } from './codec.ts'
-import { PROTOCOL_VERSION, UINT32_MAX, type Heartbeat, type Hello } from './envelope.ts'
+import { HEARTBEAT_MS_MAX, HEARTBEAT_MS_MIN, MAX_HEADER_BYTES, PROTOCOL_VERSION, UINT32_MAX, type Heartbeat, type Hello } from './envelope.ts'
 import { ClosedError, DeadlineError, ProtocolError, WorkerDiedError, WorkerError } from './errors.ts'
 import type { Tensors } from './tensor.ts'
 
@@ -68,6 +68,12 @@ export class Connection extends EventEmitter {
   private nextId = Math.floor(Math.random() * UINT32_MAX)
   private watchdog: NodeJS.Timeout | null = null
   private closed = false
+  /** The only instance whose hello is accepted (a spawned worker's, named on its command line). */
+  private expected: string | null = null
+  /** Replies and errors for a pending id that came from another identity or instance (ignored). */
+  foreignReplies = 0
+  /** Hellos not adopted (another instance than expected or connected, a bad heartbeat interval). */
+  refusedHellos = 0
 
   private constructor(hub: Hub, opts: ConnectionOptions, exclusive: boolean) {
     super()
@@ -109,6 +115,17 @@ export class Connection extends EventEmitter {
 
   get inFlightCount(): number {
     return this.inFlight
+  }
+
+  /** Epoch ms of the connected worker's last heartbeat (or hello); null when none is connected. */
+  get lastBeatAt(): number | null {
+    return this.peer?.lastBeat ?? null
+  }
+
+  /** Accept a hello from `instance` only (the one this driver spawned); null: the first hello
+   *  adopted, and no other instance's while it is connected. */
+  expectInstance(instance: string | null): void {
+    this.expected = instance
   }
 
   /** Resolves with the next hello (or the current one, if a worker is already connected). */
@@ -198,6 +215,13 @@ export class Connection extends EventEmitter {
       if (!peer) { this.settle(p, new WorkerDiedError(`call '${p.op}': the worker is gone`)); continue }
       // The remaining budget travels with the request so a late arrival is refused, not run.
       const frames = [packHeader({ ...p.header, deadline_ms: p.deadline - Date.now() }), ...p.frames]
+      if (frames[0]!.length > MAX_HEADER_BYTES) {
+        // The worker reads no header this large: refuse here, naming what made it so.
+        this.inFlight--
+        this.finish(p.id)
+        this.settle(p, new ProtocolError(`call '${p.op}': its header is ${frames[0]!.length} bytes, over the worker's limit of ${MAX_HEADER_BYTES}${biggestField(p.header.body)}; send large data as tensors`))
+        continue
+      }
       p.sent = true
       p.frames = []
       this.hub.send([peer.identity, ...frames], p.deadline).catch((e: Error) => {
@@ -272,19 +296,21 @@ export class Connection extends EventEmitter {
         this.onHello(identity, msg.header)
         return
       case 'hb':
-        if (this.peer && msg.header.instance === this.peer.hello.instance) {
+        if (this.peer && msg.header.instance === this.peer.hello.instance && identity.equals(this.peer.control)) {
           this.peer.lastBeat = Date.now()
           this.peer.beat = msg.header
           this.emit('heartbeat', msg.header)
         }
         return
       case 'rep': {
+        if (this.foreign(identity, msg.header)) return
         const p = this.finish(msg.header.id)
         if (!p) { this.emit('unmatched', msg.header); return }
         this.settle(p, { id: p.id, body: msg.header.body, tensors: msg.tensors, timing: msg.header.timing })
         return
       }
       case 'err': {
+        if (this.foreign(identity, msg.header)) return
         const p = msg.header.id === null ? undefined : this.finish(msg.header.id)
         if (!p) { this.emit('unmatched', msg.header); return }
         this.settle(p, new WorkerError(msg.header.error, msg.header.op ?? p.op, p.id))
@@ -295,7 +321,39 @@ export class Connection extends EventEmitter {
     }
   }
 
+  /** A reply or error not from the connected worker's main socket: ignored (it must not settle a
+   *  request that was sent to another peer), counted and reported. */
+  private foreign(identity: Buffer, header: { id: number | null; instance: string }): boolean {
+    const peer = this.peer
+    if (peer && identity.equals(peer.identity) && header.instance === peer.hello.instance) return false
+    this.foreignReplies++
+    this.emit('foreign-reply', { id: header.id, instance: header.instance, identity: identity.toString('latin1').slice(0, 64) })
+    return true
+  }
+
+  /** Why a hello from `identity` is not adopted, or null. */
+  private refuseHello(identity: Buffer, hello: Hello): string | null {
+    if (identity.toString('latin1') !== hello.instance) return `a hello for instance ${hello.instance} came from another socket (${identity.toString('latin1').slice(0, 64)})`
+    const hb = hello.heartbeat_ms
+    if (!Number.isInteger(hb) || hb < HEARTBEAT_MS_MIN || hb > HEARTBEAT_MS_MAX) {
+      return `worker ${hello.instance} announced heartbeat_ms ${hb}, outside ${HEARTBEAT_MS_MIN}..${HEARTBEAT_MS_MAX}`
+    }
+    if (this.expected !== null) {
+      return hello.instance === this.expected ? null : `a hello from instance ${hello.instance}, but this driver started ${this.expected}`
+    }
+    if (this.peer && this.peer.hello.instance !== hello.instance) {
+      return `a hello from instance ${hello.instance} while worker ${this.peer.hello.instance} is connected`
+    }
+    return null
+  }
+
   private onHello(identity: Buffer, hello: Hello): void {
+    const why = this.refuseHello(identity, hello)
+    if (why) {
+      this.refusedHellos++
+      this.emit('hello-refused', { instance: hello.instance, reason: why })
+      return
+    }
     if (this.peer && this.peer.hello.instance !== hello.instance) {
       this.failAll(new WorkerDiedError(`worker ${this.peer.hello.instance} was replaced by ${hello.instance}`))
     }
@@ -326,6 +384,17 @@ export class Connection extends EventEmitter {
     if (this.watchdog) clearInterval(this.watchdog)
     this.watchdog = null
   }
+}
+
+/** ' (the biggest body field: name, bytes)' for a header over the limit. */
+function biggestField(body: unknown): string {
+  if (body === null || typeof body !== 'object') return ''
+  let best: [string, number] | null = null
+  for (const [k, v] of Object.entries(body)) {
+    const n = packHeader({ v }).length
+    if (!best || n > best[1]) best = [k, n]
+  }
+  return best ? ` (the biggest body field is '${best[0]}', ${best[1]} bytes)` : ''
 }
 
 function safeId(frame: Buffer | undefined): number | null {

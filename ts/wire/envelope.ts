@@ -8,6 +8,14 @@ export const PROTOCOL_VERSION = 1
 export const MAX_TENSORS = 1024
 export const MAX_DIMS = 16
 export const UINT32_MAX = 0xffffffff
+/** Heartbeat intervals a worker may announce (it refuses to start with another; the driver
+ *  ignores a hello outside them rather than adopt a watchdog that would kill the worker). */
+export const HEARTBEAT_MS_MIN = 50
+export const HEARTBEAT_MS_MAX = 60_000
+/** The largest request header the worker reads (py/prcl_worker/server.py MAX_HEADER_BYTES). */
+export const MAX_HEADER_BYTES = 1 << 20
+/** The largest frame either side's sockets accept (ZMQ_MAXMSGSIZE; server.py MAX_FRAME_BYTES). */
+export const MAX_FRAME_BYTES = 2 * 2 ** 30
 
 export const TensorMeta = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 128 }),
@@ -133,7 +141,7 @@ export const Hello = Type.Object({
   numpy: Type.String(),
   pyzmq: Type.String(),
   libzmq: Type.String(),
-  heartbeat_ms: Type.Integer({ minimum: 1 }),
+  heartbeat_ms: Type.Integer({ minimum: HEARTBEAT_MS_MIN, maximum: HEARTBEAT_MS_MAX }),
   schema_hash: Type.String(),
   ops: Type.Record(Type.String(), OpDescriptor),
   // Names a loss spec may reference: model.<output>, batch.<tensor>, and the loss ops.

@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events'
 import { Router } from 'zeromq'
 import { authorize, type CurveServer } from './curve.ts'
+import { MAX_FRAME_BYTES } from './envelope.ts'
 
 export type Handler = (identity: Buffer, frames: Buffer[]) => void
 
@@ -40,6 +41,8 @@ export class Hub extends EventEmitter {
     const domain = curve ? `prcl-${process.pid}-${domainCounter++}` : null
     const router = new Router({
       linger: 0, mandatory: true, sendHighWaterMark: 64, receiveHighWaterMark: 0,
+      // A peer that sends a larger frame is disconnected by libzmq before the frame is allocated.
+      maxMessageSize: MAX_FRAME_BYTES,
       ...(curve ? { curveServer: true, curveSecretKey: curve.secretKey, curvePublicKey: curve.publicKey, zapDomain: domain! } : {}),
     })
     let release: (() => void) | null = null

@@ -3,12 +3,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { PY_DIR, ROOT, SCHEMAS_DIR } from '../paths.ts'
 import { Connection, type CallOptions, type CallResult, type ConnectionOptions } from '../wire/connection.ts'
-import { PROTOCOL_VERSION, type Hello } from '../wire/envelope.ts'
+import { HEARTBEAT_MS_MAX, HEARTBEAT_MS_MIN, PROTOCOL_VERSION, type Hello } from '../wire/envelope.ts'
 import { ClosedError, WorkerDiedError } from '../wire/errors.ts'
 import type { OpArgs, OpName, OpResult } from '../wire/ops/index.ts'
 import { schemaHash } from '../wire/schema-files.ts'
@@ -56,13 +56,14 @@ function installExitHook(): void {
   process.on('exit', () => { for (const c of live) c.kill('SIGKILL') })
 }
 
-let endpointCounter = 0
 function endpointFor(transport: string): { endpoint: string; file?: string } {
   if (transport === 'tcp') return { endpoint: 'tcp://127.0.0.1:*' }
   if (transport === 'ipc') {
-    // Unix socket paths are limited to ~107 bytes: keep it short, in the temp directory.
-    const file = join(tmpdir(), `prcl-${process.pid}-${endpointCounter++}.sock`)
-    return { endpoint: `ipc://${file}`, file }
+    // Unix socket paths are limited to ~107 bytes: keep it short, in the temp directory, in a
+    // directory of its own that only this user can open (mkdtemp makes it 0700), so no other
+    // user can connect to the socket.
+    const dir = mkdtempSync(join(tmpdir(), 'prcl-'))
+    return { endpoint: `ipc://${join(dir, 'w.sock')}`, file: join(dir, 'w.sock') }
   }
   if (transport.startsWith('ipc://')) return { endpoint: transport, file: transport.slice('ipc://'.length) }
   return { endpoint: transport }
@@ -75,6 +76,9 @@ export class Worker extends EventEmitter {
   /** Settles when `child` has exited (or could not start). */
   private childExited: Promise<unknown> | null = null
   private readonly socketFile: string | undefined
+  /** The socket lives in a directory made for it (removed with it on close). */
+  private readonly socketDir: boolean
+  private disconnectTimer: NodeJS.Timeout | null = null
   private readonly spawned: boolean
   private python: string | null = null
   private stderrTail: string[] = []
@@ -83,12 +87,13 @@ export class Worker extends EventEmitter {
   private closing: Promise<void> | null = null
   private stallTimer: NodeJS.Timeout | null = null
 
-  private constructor(conn: Connection, opts: WorkerOptions, spawned: boolean, socketFile?: string) {
+  private constructor(conn: Connection, opts: WorkerOptions, spawned: boolean, socketFile?: string, socketDir = false) {
     super()
     this.conn = conn
     this.opts = opts
     this.spawned = spawned
     this.socketFile = socketFile
+    this.socketDir = socketDir
     openWorkers.add(this)
     conn.on('lost', (e: WorkerDiedError) => this.onDeath(e))
     conn.on('disconnect', () => this.onDisconnect())
@@ -96,13 +101,23 @@ export class Worker extends EventEmitter {
     conn.on('heartbeat', (hb) => this.emit('heartbeat', hb))
     conn.on('protocol-error', (e) => this.emit('protocol-error', e))
     conn.on('unmatched', (h) => this.emit('unmatched', h))
+    conn.on('hello-refused', (r) => this.emit('hello-refused', r))
+    conn.on('foreign-reply', (r) => this.emit('foreign-reply', r))
   }
 
   /** Spawn a Python worker on this machine and wait for its hello. */
   static async start(opts: WorkerOptions = {}): Promise<Worker> {
-    const { endpoint, file } = endpointFor(opts.transport ?? (process.platform === 'win32' ? 'tcp' : 'ipc'))
-    const conn = await Connection.open(endpoint, opts)
-    const w = new Worker(conn, opts, true, file)
+    const hb = opts.heartbeatMs ?? 1000
+    if (!Number.isInteger(hb) || hb < HEARTBEAT_MS_MIN || hb > HEARTBEAT_MS_MAX) {
+      throw new RangeError(`heartbeatMs must be an integer in ${HEARTBEAT_MS_MIN}..${HEARTBEAT_MS_MAX}, got ${hb}`)
+    }
+    const transport = opts.transport ?? (process.platform === 'win32' ? 'tcp' : 'ipc')
+    const { endpoint, file } = endpointFor(transport)
+    const conn = await Connection.open(endpoint, opts).catch((e) => {
+      if (transport === 'ipc' && file) rmSync(dirname(file), { recursive: true, force: true })
+      throw e
+    })
+    const w = new Worker(conn, opts, true, file, transport === 'ipc')
     try {
       opts.onSpawn?.(w)
       await w.spawnChild()
@@ -174,12 +189,13 @@ export class Worker extends EventEmitter {
     if (!this.closing) {
       this.closing = (async () => {
         this.clearStall()
+        if (this.disconnectTimer) clearTimeout(this.disconnectTimer)
         if (this.child) await this.stopChild()
         else if (this.opts.shutdownOnClose && !this.dead && this.conn.hello) {
           await this.conn.call('shutdown', {}, { timeoutMs: 2000 }).catch(() => this.conn.abort('the driver closed the run'))
         }
         this.conn.close()
-        if (this.socketFile) rmSync(this.socketFile, { force: true })
+        if (this.socketFile) rmSync(this.socketDir ? dirname(this.socketFile) : this.socketFile, { recursive: this.socketDir, force: true })
         openWorkers.delete(this)
       })()
     }
@@ -199,6 +215,8 @@ export class Worker extends EventEmitter {
     if (!this.python) this.python = (await findPython(this.opts.python)).python
     if (this.closing) throw new ClosedError('the worker was closed while it was starting')
     const instance = randomUUID().replace(/-/g, '')
+    // Only this process's hello is adopted: another peer on the socket cannot pose as it.
+    this.conn.expectInstance(instance)
     const args = ['-m', 'prcl_worker', '--connect', this.conn.endpoint, '--instance', instance,
       '--parent-pid', String(process.pid), '--schemas', SCHEMAS_DIR, '--device', this.opts.device ?? 'auto',
       '--heartbeat-ms', String(this.opts.heartbeatMs ?? 1000),
@@ -274,8 +292,19 @@ export class Worker extends EventEmitter {
   private onDisconnect(): void {
     if (this.closing || this.dead) return
     // A spawned worker's death is reported by its exit event (with code and signal), which
-    // follows within milliseconds; a hang by missing heartbeats. An attached one has only this.
-    if (!this.spawned) this.onDeath(new WorkerDiedError('the worker disconnected'))
+    // follows within milliseconds; a hang by missing heartbeats. An attached one has only its
+    // heartbeats: the disconnect may be any other peer's (a bare TCP connect and close), so it
+    // counts as a death only if no beat arrives within two intervals after it.
+    if (this.spawned || this.disconnectTimer) return
+    const since = Date.now()
+    const interval = this.conn.hello?.heartbeat_ms ?? 1000
+    this.disconnectTimer = setTimeout(() => {
+      this.disconnectTimer = null
+      if (this.closing || this.dead) return
+      const last = this.conn.lastBeatAt
+      if (last === null || last < since) this.onDeath(new WorkerDiedError(`the worker disconnected (no heartbeat for ${Date.now() - since} ms after a peer left)`))
+    }, 2 * interval + 50)
+    this.disconnectTimer.unref()
   }
 
   private onDeadline(d: { id: number; op: string; stalled: boolean }): void {

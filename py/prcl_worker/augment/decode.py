@@ -15,6 +15,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IGNORE_INDEX = -1
 _LABEL_MODES = ("P", "L")
+# The largest image the worker decodes: read from the header before any pixel is allocated, so
+# a small file that claims gigapixels (a PNG bomb) is refused at no cost. 64 megapixels and
+# 16384 px a side hold every VOC and Cityscapes image many times over.
+MAX_PIXELS = 64 * 2**20
+MAX_SIDE = 16384
 
 
 def _as_bytes(data):
@@ -36,7 +41,16 @@ def _open(data):
     """Open and fully decode (``load``) an encoded image; PIL errors become ValueError."""
     buf = io.BytesIO(_as_bytes(data))
     try:
-        img = Image.open(buf)
+        img = Image.open(buf)  # reads the header only
+    except Image.DecompressionBombError as e:  # PIL's own limit, above the worker's
+        raise ValueError(f"image refused before decoding: {e}") from None
+    except Exception as e:  # UnidentifiedImageError, ...
+        raise ValueError(f"cannot decode image: {e}") from e
+    w, h = img.size
+    if w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+        raise ValueError(f"image of {w}x{h} pixels exceeds the worker's limit "
+                         f"({MAX_SIDE} px a side, {MAX_PIXELS} pixels); refused before decoding")
+    try:
         img.load()
     except Exception as e:  # UnidentifiedImageError, truncated files, bad chunks, ...
         raise ValueError(f"cannot decode image: {e}") from e

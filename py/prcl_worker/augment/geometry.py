@@ -78,6 +78,11 @@ def _check_triple(img, label, conf):
             raise ValueError(f"{name} shape {tuple(t.shape)} differs from image size {hw}")
 
 
+# The largest rescaled image the worker allocates (before the crop): 128 megapixels, 1.5 GB as
+# float32 RGB; Cityscapes at scale 2 is 8.
+MAX_RESCALED_PIXELS = 128 * 2**20
+
+
 def crop_params_valid(H, W, *, scale, top, left, crop_h, crop_w):
     """Return None if the crop fits the rescaled-and-padded size, else an error message."""
     try:
@@ -89,6 +94,9 @@ def crop_params_valid(H, W, *, scale, top, left, crop_h, crop_w):
     nh, nw = math.floor(H * scale), math.floor(W * scale)
     if nh < 1 or nw < 1:
         return f"scale {scale} shrinks the {H}x{W} image to {nh}x{nw}"
+    if nh * nw > MAX_RESCALED_PIXELS:
+        return (f"scale {scale} grows the {H}x{W} image to {nh}x{nw}, over the worker's limit of "
+                f"{MAX_RESCALED_PIXELS} pixels")
     if crop_h < 1 or crop_w < 1:
         return f"crop size must be positive, got {crop_h}x{crop_w}"
     ph, pw = max(nh, crop_h), max(nw, crop_w)

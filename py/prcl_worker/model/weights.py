@@ -28,11 +28,10 @@ def read_state_dict(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"backbone weights file not found: {path}")
+    from ..state import safe_torch_load
     try:
-        if _supports_weights_only():
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        else:  # pragma: no cover - torch < 1.13
-            obj = torch.load(path, map_location="cpu")
+        # weights_only (a foreign pickle never runs code here), TorchScript archives refused.
+        obj = safe_torch_load(path)
     except Exception as e:
         raise ValueError(f"backbone weights file {path}: cannot be read as a torch state dict "
                          f"({type(e).__name__}: {e})") from e

@@ -21,10 +21,18 @@ def _trainer(ctx):
 
 @register("configure")
 def configure(ctx, body, tensors):
+    from ..paths import PathPolicy
     from ..train.trainer import Trainer
     ctx.state.pop("trainer", None)
+    ctx.state.pop("paths", None)
+    policy = PathPolicy.from_args(body.get("paths"))
+    pretrained = body["model"]["pretrained"]
+    if pretrained is not None and policy is not None:
+        # The resolved path is the one read: a symlink changed after the check cannot redirect it.
+        body = {**body, "model": {**body["model"], "pretrained": policy.check(pretrained, "read", "model.pretrained")}}
     trainer = Trainer(body, ctx.schemas, ctx.device)
     ctx.state["trainer"] = trainer
+    ctx.state["paths"] = policy
     net = trainer.net
     return {
         "parameters": sum(p.numel() for p in net.student.parameters()),
@@ -140,15 +148,22 @@ def predict(ctx, body, tensors):
 
 @register("save")
 def save(ctx, body, tensors):
+    from ..paths import check
     from ..state import save_state
-    return {"path": body["path"], "bytes": save_state(_trainer(ctx), body["path"])}
+    trainer = _trainer(ctx)
+    from ..train.guard import assert_finite
+    assert_finite(trainer)  # never a file of NaN/inf weights (issue 10): an error naming the tensor
+    return {"path": body["path"], "bytes": save_state(trainer, check(ctx, body["path"], "write"))}
 
 
 @register("load")
 def load(ctx, body, tensors):
+    from ..paths import check
     from ..state import load_state
+    trainer = _trainer(ctx)
+    path = check(ctx, body["path"], "read")
     try:
-        step = load_state(_trainer(ctx), body["path"])
+        step = load_state(trainer, path)
     except (FileNotFoundError, ValueError) as exc:
         raise InvalidArgument(str(exc), "path") from None
     return {"path": body["path"], "step": step}
@@ -157,6 +172,7 @@ def load(ctx, body, tensors):
 @register("reset")
 def reset(ctx, body, tensors):
     was = ctx.state.pop("trainer", None) is not None
+    ctx.state.pop("paths", None)
     return {"was_configured": was}
 
 

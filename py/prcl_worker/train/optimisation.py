@@ -29,9 +29,13 @@ class Optimisation:
             return torch.autocast(self.device_type, enabled=False)
         return torch.autocast(self.device_type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
 
-    def step(self, total):
-        """Backward of `total` and one step of both optimisers; the gradient norm before clipping
-        (None without clipping)."""
+    def params(self):
+        return [p for g in self.opt.param_groups + self.opt_head.param_groups for p in g["params"]]
+
+    def backward(self, total):
+        """Backward of `total` (scaled, then unscaled, under fp16): the gradients of both
+        optimisers' parameters, clipped when configured; the gradient norm before clipping (None
+        without clipping, NaN or inf when the gradients are not finite)."""
         self.opt.zero_grad(set_to_none=True)
         self.opt_head.zero_grad(set_to_none=True)
         grad_norm = None
@@ -42,13 +46,32 @@ class Optimisation:
         else:
             total.backward()
         if self.grad_clip is not None:
-            params = [p for g in self.opt.param_groups + self.opt_head.param_groups for p in g["params"]]
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params(), self.grad_clip))
+        return grad_norm
+
+    def apply(self, skip=False):
+        """One step of both optimisers, or none with `skip` (the non-finite guard's decision; the
+        gradients are then dropped). Under fp16 the grad scaler keeps its own rule: it skips a step
+        whose unscaled gradients hold inf/NaN (the guard skips that step too, having seen the same
+        gradients) and its update halves the scale after such a step, grows it after 2000 clean
+        ones. Returns the scale after the update under fp16, else None."""
+        if skip:
+            self.opt.zero_grad(set_to_none=True)
+            self.opt_head.zero_grad(set_to_none=True)
         if self.scaler is not None:
-            self.scaler.step(self.opt)
-            self.scaler.step(self.opt_head)
+            if not skip:
+                self.scaler.step(self.opt)
+                self.scaler.step(self.opt_head)
             self.scaler.update()
-        else:
+            return float(self.scaler.get_scale())
+        if not skip:
             self.opt.step()
             self.opt_head.step()
+        return None
+
+    def step(self, total):
+        """Backward of `total` and one step of both optimisers, unguarded; the gradient norm before
+        clipping (None without clipping)."""
+        grad_norm = self.backward(total)
+        self.apply()
         return grad_norm

@@ -7,7 +7,7 @@ import torch
 
 from .. import distributed
 from ..errors import InvalidArgument
-from . import forward
+from . import forward, guard
 from .inputs import step_inputs
 from .runtime import ms_since, sync
 from .unlabeled import augment_unlabeled, pseudo_label
@@ -26,6 +26,8 @@ def train_step(tr, body, tensors, decoded, prefetch, decode_ms):
     sync(tr.device)
     times["augment_l"] = ms_since(t0)
 
+    # Put back if the step is skipped: the forwards' BatchNorm statistics (student, head, teacher).
+    buffers = guard.BufferSnapshot(tr.net)
     policy = body["policy"]
     if x_u is None:
         times["teacher_augment_u"] = 0.0
@@ -49,13 +51,21 @@ def train_step(tr, body, tensors, decoded, prefetch, decode_ms):
     t = time.perf_counter()
     total, values, stats = tr.graph.run(model, batch, body["weights"], body["params"], tr.generator,
                                         tr.prototype_reduce)
+    total, values = guard.inject_test_nan(body["step"], tr.rank, total, values)  # test-only (guard.py)
     sync(tr.device)
     times["loss"] = ms_since(t)
 
     t = time.perf_counter()
-    grad_norm = tr.optim.step(total)
-    tr.net.ema_update(body["ema"]["decay"], body["ema"]["buffers"])
-    tr.sync_teacher_buffers()
+    grad_norm = tr.optim.backward(total)
+    # The non-finite guard: every rank decides the same (the flags are all-reduced). A skipped step
+    # changes no parameter, optimiser state, teacher or BatchNorm statistic (fp16: see Optimisation.apply).
+    bad = guard.non_finite(total, values, grad_norm, tr.optim.params())
+    grad_scale = tr.optim.apply(skip=bool(bad))
+    if bad:
+        buffers.restore()
+    else:
+        tr.net.ema_update(body["ema"]["decay"], body["ema"]["buffers"])
+        tr.sync_teacher_buffers()
     sync(tr.device)
     times["backward"] = ms_since(t)
     tr.step = body["step"]
@@ -80,6 +90,10 @@ def train_step(tr, body, tensors, decoded, prefetch, decode_ms):
             "grad_norm": grad_norm,
         },
         "time_ms": times,
+        # Not applied (no optimiser step, no teacher update, BatchNorm statistics put back), and why.
+        "skipped": bool(bad),
+        "non_finite": bad,
+        "grad_scale": grad_scale,
     }
 
 

@@ -6,6 +6,12 @@ import { op } from './spec.ts'
 const Closed = { additionalProperties: false } as const
 const Prob = Type.Number({ minimum: 0, maximum: 1 })
 const PosNum = Type.Number({ minimum: 0 })
+// Every size that reaches an allocation is bounded (the configuration's limits, ts/config/schema.ts).
+const MAX_SIDE = 16384
+const Side = Type.Integer({ minimum: 1, maximum: MAX_SIDE })
+const Offset = Type.Integer({ minimum: 0, maximum: 16 * MAX_SIDE })
+const Path = Type.String({ minLength: 1, maxLength: 4096 })
+const Count = Type.Integer({ minimum: 0, maximum: 2 ** 53 - 1 })
 
 export const ModelConfig = Type.Object({
   num_classes: Type.Integer({ minimum: 2, maximum: 1000 }),
@@ -15,7 +21,7 @@ export const ModelConfig = Type.Object({
   // Channel-width factor of a reduced backbone (resnet18 only; 1 = torchvision's widths).
   width: Type.Number({ minimum: 0.0625, maximum: 1 }),
   // A torchvision ImageNet checkpoint on local disk, or null for random initialisation.
-  pretrained: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
+  pretrained: Type.Union([Path, Type.Null()]),
 }, Closed)
 
 export const Distributed = Type.Object({
@@ -44,17 +50,24 @@ export const ConfigureArgs = Type.Object({
   loss: LossSpec,
   // Data parallelism, used when the worker is one rank of a torch.distributed group (hello.dist).
   distributed: Distributed,
+  // The only directories the worker may touch files in: save writes under `write`, load and the
+  // pretrained weights read under `write` or `read` (resolved, symlinks followed). Without it the
+  // driver names none and the worker does not confine paths (older drivers).
+  paths: Type.Optional(Type.Object({
+    write: Type.Array(Path, { maxItems: 16 }),
+    read: Type.Array(Path, { maxItems: 16 }),
+  }, Closed)),
 }, Closed)
 
-const Box = Type.Array(Type.Integer({ minimum: 0 }), { minItems: 4, maxItems: 4 })
+const Box = Type.Array(Type.Integer({ minimum: 0, maximum: 16 * MAX_SIDE }), { minItems: 4, maxItems: 4 })
 const Rescale = Type.Object({
   scale: Type.Number({ exclusiveMinimum: 0, maximum: 16 }),
-  top: Type.Integer({ minimum: 0 }), left: Type.Integer({ minimum: 0 }),
-  crop_h: Type.Integer({ minimum: 1 }), crop_w: Type.Integer({ minimum: 1 }),
+  top: Offset, left: Offset,
+  crop_h: Side, crop_w: Side,
 }, Closed)
 const Jitter = Type.Object({
-  brightness: Type.Number({ exclusiveMinimum: 0 }), contrast: Type.Number({ exclusiveMinimum: 0 }),
-  saturation: Type.Number({ exclusiveMinimum: 0 }), hue: Type.Number({ minimum: -0.5, maximum: 0.5 }),
+  brightness: Type.Number({ exclusiveMinimum: 0, maximum: 16 }), contrast: Type.Number({ exclusiveMinimum: 0, maximum: 16 }),
+  saturation: Type.Number({ exclusiveMinimum: 0, maximum: 16 }), hue: Type.Number({ minimum: -0.5, maximum: 0.5 }),
   order: Type.Array(Type.Integer({ minimum: 0, maximum: 3 }), { minItems: 4, maxItems: 4 }),
 }, Closed)
 /** Augmentation of one image, every random choice drawn by the driver. */
@@ -62,7 +75,7 @@ export const ImageAug = Type.Object({
   rescale: Type.Optional(Rescale),
   flip: Type.Optional(Type.Boolean()),
   jitter: Type.Optional(Type.Union([Jitter, Type.Null()])),
-  blur: Type.Optional(Type.Union([Type.Object({ sigma: PosNum }, Closed), Type.Null()])),
+  blur: Type.Optional(Type.Union([Type.Object({ sigma: Type.Number({ minimum: 0, maximum: 16 }) }, Closed), Type.Null()])),
 }, Closed)
 
 export const EmaBuffers = Type.Enum(['own', 'copy', 'ema'])
@@ -101,12 +114,12 @@ export const trainingOps = {
   train_step: op({
     doc: 'One semi-supervised step. Tensors: encoded bytes img_l.<i>, lbl_l.<i>, img_u.<i> (uint8 1-d JPEG/PNG), or raw x_l [B,3,H,W] float32 normalised, y_l [B,H,W] int64 (-1 ignore), x_u [B,3,H,W].',
     args: Type.Object({
-      step: Type.Integer({ minimum: 0 }),
+      step: Count,
       // What the driver planned around the tensors (ts/policy/plan.ts); the worker reads none of it.
-      epoch: Type.Optional(Type.Integer({ minimum: 0 })),
+      epoch: Type.Optional(Count),
       samples: Type.Optional(Type.Object({
-        labeled: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 1024 }),
-        unlabeled: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 1024 }),
+        labeled: Type.Array(Count, { maxItems: 1024 }),
+        unlabeled: Type.Array(Count, { maxItems: 1024 }),
       }, Closed)),
       evaluate: Type.Optional(Type.Boolean()),
       checkpoint: Type.Optional(Type.Boolean()),
@@ -115,8 +128,8 @@ export const trainingOps = {
       // The teacher's update after this step: θ_T ← decay·θ_T + (1 − decay)·θ_S; buffers as named.
       ema: Type.Object({ decay: Prob, buffers: EmaBuffers }, Closed),
       // Every enabled term's weight and its complete params, resolved for this step.
-      weights: Type.Record(Type.String(), Type.Number({ minimum: 0 })),
-      params: Type.Record(Type.String(), ResolvedParams),
+      weights: Type.Record(Type.String(), Type.Number({ minimum: 0 }), { maxProperties: 256 }),
+      params: Type.Record(Type.String(), ResolvedParams, { maxProperties: 256 }),
       policy: Policy,
       labeled_aug: Type.Optional(Type.Array(ImageAug, { maxItems: 1024 })),
       // The raw unlabeled crop the teacher sees (the loader's crop, before pseudo-labelling).
@@ -139,6 +152,14 @@ export const trainingOps = {
         grad_norm: Type.Union([Type.Number(), Type.Null()]),
       }, Closed),
       time_ms: Timing,
+      // The non-finite guard: true when the step was not applied (no optimiser step, no teacher
+      // update, BatchNorm statistics put back) because non_finite is not empty: 'total', loss
+      // terms by name, 'gradients', on any rank (every rank decides the same).
+      skipped: Type.Boolean(),
+      non_finite: Type.Array(Type.String()),
+      // amp fp16: the grad scaler's scale after this step (halved after a step whose gradients
+      // overflowed, which the scaler skips by its own rule); null otherwise.
+      grad_scale: Type.Union([Type.Number(), Type.Null()]),
     }, Closed),
     tensors: 'any',
   }),
@@ -148,8 +169,8 @@ export const trainingOps = {
       model: Type.Enum(['teacher', 'student']),
       label_lut: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), { minItems: 256, maxItems: 256 })),
       mode: Type.Enum(['whole', 'sliding']),
-      window: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 2, maxItems: 2 })),
-      stride: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 2, maxItems: 2 })),
+      window: Type.Optional(Type.Array(Side, { minItems: 2, maxItems: 2 })),
+      stride: Type.Optional(Type.Array(Side, { minItems: 2, maxItems: 2 })),
     }, Closed),
     result: Type.Object({ pixels: Type.Integer({ minimum: 0 }), time_ms: Type.Number() }, Closed),
     tensors: 'any',
@@ -165,13 +186,13 @@ export const trainingOps = {
   }),
   save: op({
     doc: "Write the worker's whole state (model, teacher, optimizers, RNG) to a path, atomically.",
-    args: Type.Object({ path: Type.String({ minLength: 1 }) }, Closed),
+    args: Type.Object({ path: Path }, Closed),
     result: Type.Object({ path: Type.String(), bytes: Type.Integer() }, Closed),
     tensors: 'none',
   }),
   load: op({
     doc: 'Restore a state written by save; the worker must be configured with the same model.',
-    args: Type.Object({ path: Type.String({ minLength: 1 }) }, Closed),
+    args: Type.Object({ path: Path }, Closed),
     result: Type.Object({ path: Type.String(), step: Type.Union([Type.Integer(), Type.Null()]) }, Closed),
     tensors: 'none',
   }),
