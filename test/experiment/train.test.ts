@@ -121,28 +121,40 @@ describe('a run on the synthetic dataset', () => {
     expect(() => readCheckpoint(latest)).toThrow(/driver\.json does not match its manifest/)
   })
 
-  it('names the file of a label value out of range, and skips unreadable samples when asked', async () => {
+  it('names the file of a label value out of range, and skips bad samples when asked', async () => {
     const { cpSync, writeFileSync } = await import('node:fs')
     const { encodeLabelPng } = await import('../../ts/data/png.ts')
     const bad = join(dir, 'bad-data')
     cpSync(data, bad, { recursive: true })
     const labeled = readFileSync(join(bad, 'splits/8/0/labeled_filename.txt'), 'utf8').split('\n')[0]!
     const unlabeled = readFileSync(join(bad, 'splits/8/0/unlabeled_filename.txt'), 'utf8').split('\n')[0]!
-    writeFileSync(join(bad, 'SegmentationClass', `${labeled}.png`), encodeLabelPng(40, 40, new Uint8Array(40 * 40).fill(9)))
-    writeFileSync(join(bad, 'JPEGImages', `${unlabeled}.jpg`), 'not an image')
+    const label = join(bad, 'SegmentationClass', `${labeled}.png`)
+    const image = join(bad, 'JPEGImages', `${unlabeled}.jpg`)
+    writeFileSync(label, encodeLabelPng(40, 40, new Uint8Array(40 * 40).fill(9)))
+    writeFileSync(image, 'not an image')
     const c = config()
     c.data.root = bad
+    // The pre-flight (data.check, default fast) finds both before any step, in one error.
+    const pre = await new Experiment(c, { runDir: join(dir, 'bad-pre'), worker, log: () => undefined }).run().catch((e) => e)
+    expect(pre.message).toMatch(new RegExp(`SegmentationClass/${labeled}\\.png \\(labeled line 1\\): holds the value 9`))
+    expect(pre.message).toContain(`JPEGImages/${unlabeled}.jpg (unlabeled line 1)`)
+    expect(existsSync(join(dir, 'bad-pre'))).toBe(false)
+    // Without it, the worker's decoder names the label's file at its step.
+    c.data.check = 'none'
     c.data.skip_bad_samples = true
     const err = await new Experiment(c, { runDir: join(dir, 'bad-label'), worker, log: () => undefined }).run().catch((e) => e)
-    expect(err.message).toContain(join(bad, 'SegmentationClass', `${labeled}.png`))
+    expect(err.message).toContain(label)
     expect(err.message).toMatch(/holds the value 9, outside 0\.\.4/)
-    // Repair the label: the unreadable unlabeled image is skipped and reported in the summary.
-    cpSync(join(data, 'SegmentationClass', `${labeled}.png`), join(bad, 'SegmentationClass', `${labeled}.png`))
+    // With the pre-flight and skip_bad_samples, both samples are left out and reported.
+    c.data.check = 'fast'
     const summary = await new Experiment(c, { runDir: join(dir, 'skip'), worker, log: () => undefined }).run()
     expect(summary.steps).toBe(8)
-    expect(summary.skipped.map((s) => s.file)).toContain(join(bad, 'JPEGImages', `${unlabeled}.jpg`))
-    c.data.skip_bad_samples = false
-    await expect(new Experiment(c, { runDir: join(dir, 'noskip'), worker, log: () => undefined }).run()).rejects.toThrow(new RegExp(`${unlabeled}\\.jpg`))
+    expect(summary.skipped.map((s) => s.file).sort()).toEqual([image, label].sort())
+    // Repair the label: without the check, the unreadable unlabeled image is still skipped.
+    cpSync(join(data, 'SegmentationClass', `${labeled}.png`), label)
+    c.data.check = 'none'
+    const s2 = await new Experiment(c, { runDir: join(dir, 'skip2'), worker, log: () => undefined }).run()
+    expect(s2.skipped.map((s) => s.file)).toEqual([image])
   }, 300_000)
 
   it('names a missing data root and a missing split file', async () => {

@@ -50,6 +50,7 @@ export const evalCmd = command({
     checkpoint: { type: 'string', value: 'NAME', choices: ['best', 'latest'], default: 'best', description: 'which checkpoint' },
     model: { type: 'string', value: 'MODEL', choices: ['teacher', 'student', 'both'], default: 'both', description: 'which network' },
     json: { type: 'boolean', description: 'print one JSON object' },
+    python: { type: 'string', value: 'PATH', description: 'the interpreter that runs the worker [default: PRCL_PYTHON, else the first that has torch; never the run\'s config.json]' },
   },
 })
 
@@ -64,6 +65,7 @@ export const predict = command({
     checkpoint: { type: 'string', value: 'NAME', choices: ['best', 'latest'], default: 'best', description: 'which checkpoint' },
     model: { type: 'string', value: 'MODEL', choices: ['teacher', 'student'], default: 'teacher', description: 'which network' },
     var: { type: 'boolean', description: 'also write the σ² map scaled to 8 bits (<image>.var.png)' },
+    python: { type: 'string', value: 'PATH', description: 'the interpreter that runs the worker [default: PRCL_PYTHON, else the first that has torch; never the run\'s config.json]' },
   },
 })
 

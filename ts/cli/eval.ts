@@ -1,4 +1,4 @@
-// `prcl eval --run DIR [--checkpoint best|latest] [--model teacher|student|both] [--json]`
+// `prcl eval --run DIR [--checkpoint best|latest] [--model teacher|student|both] [--json] [--python PATH]`
 import { evaluateCheckpoint } from '../experiment/evaluate.ts'
 import { parseCommand } from './args.ts'
 import { evalCmd as EVAL } from './commands.ts'
@@ -8,7 +8,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   const { values } = parseCommand(EVAL, args)
   checkRunDir(values.run, values.checkpoint)
   const models = values.model === 'both' ? ['teacher', 'student'] as const : [values.model]
-  const r = await evaluateCheckpoint(values.run, { which: values.checkpoint, models: [...models] })
+  const r = await evaluateCheckpoint(values.run, { which: values.checkpoint, models: [...models], python: values.python })
   if (values.json) { console.log(JSON.stringify(r)); return 0 }
   console.log(`checkpoint ${r.checkpoint}`)
   for (const e of r.results) {

@@ -36,7 +36,7 @@ export async function predictCommand(args: string[]): Promise<number> {
   const model = values.model
   checkRunDir(values.run, values.checkpoint)
   const images = readImages(positionals)
-  const { worker } = await loadCheckpointWorker(values.run, values.checkpoint)
+  const { worker } = await loadCheckpointWorker(values.run, values.checkpoint, undefined, values.python)
   try {
     mkdirSync(values.out, { recursive: true })
     for (const [i, file] of positionals.entries()) {

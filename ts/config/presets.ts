@@ -14,7 +14,7 @@ function vocPrcl(name: string, splits: ExperimentConfig['data']['splits']): Expe
     name,
     seed: 3407,
     data: {
-      dataset: 'voc', root: '', splits, skip_bad_samples: false,
+      dataset: 'voc', root: '', splits, skip_bad_samples: false, check: 'fast',
       labeled: { crop: [321, 321], scale: [0.5, 1.5], photometric },
       unlabeled: { crop: [321, 321], rescale: [0.5, 1.5], photometric },
     },
@@ -35,6 +35,7 @@ function vocPrcl(name: string, splits: ExperimentConfig['data']['splits']): Expe
     eval: { every_epochs: 1, protocol: 'whole', model: 'teacher', window: null, stride: null },
     checkpoint: { every_steps: 1000 },
     guard: { non_finite: 'skip', max_consecutive: 3 },
+    recovery: { max_restarts: 3 },
     // One process by default; the released runs: size 8, SyncBN, global prototypes (§7.10).
     world: { size: 1, devices: null, listen: null, keys: null, insecure: false, wait_s: 600, sync_bn: true, broadcast_buffers: false, prototypes: 'global' },
     worker: { python: null, device: 'auto', transport: 'ipc', threads: null },

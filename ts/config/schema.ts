@@ -28,6 +28,9 @@ export const ExperimentConfig = Type.Object({
     // Split files, absolute or relative to the dataset root.
     splits: Type.Object({ labeled: PathString, unlabeled: PathString, val: PathString }, Closed),
     skip_bad_samples: Type.Boolean(),
+    // The data pre-flight at train start (ts/data/check.ts; `prcl check-data` runs it alone):
+    // fast = file structure, label mode, sizes and values; full = every image decoded; none.
+    check: Type.Enum(['fast', 'full', 'none']),
     labeled: Type.Object({ crop: Size, scale: Range, photometric: Photometric }, Closed),
     unlabeled: Type.Object({
       crop: Size,
@@ -91,6 +94,11 @@ export const ExperimentConfig = Type.Object({
     non_finite: Type.Enum(['skip', 'rollback', 'stop']),
     max_consecutive: Type.Integer({ minimum: 1, maximum: 1e6 }),
   }, Closed),
+  // A worker (or rank) that dies or stalls during training: the driver starts the workers again,
+  // loads the newest valid checkpoint and goes on (the result equals an uninterrupted run's);
+  // more than max_restarts restarts without a newer checkpoint in between end the run. Remote
+  // ranks (world.listen) are not restarted by the driver.
+  recovery: Type.Object({ max_restarts: Type.Integer({ minimum: 0, maximum: 1000 }) }, Closed),
   // Data-parallel training: `size` ranks of one torch.distributed group, each on one device
   // (`devices`, one per rank; null: worker.device for every rank). sampling.batch_size is the
   // global batch, split evenly over the ranks; learning rates are used as stated at any size.

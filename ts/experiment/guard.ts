@@ -25,7 +25,6 @@ import type { ExperimentConfig } from '../config/schema.ts'
 import type { StepPlan } from '../policy/plan.ts'
 import type { OpResult } from '../wire/ops/index.ts'
 import type { WorkerGroup } from '../worker/group.ts'
-import { findCheckpoint } from './checkpoint.ts'
 
 type GuardConfig = ExperimentConfig['guard']
 
@@ -54,11 +53,16 @@ export class NonFiniteStepError extends Error {
   }
 }
 
+/** A checkpoint as the guard needs it: where, its step, each rank's state file. */
+export interface SavedCheckpoint { dir: string; step: number; workerFile: string; workerFiles: string[] }
+
 export class NonFiniteGuard {
   private consecutive = 0
   private rollbackFailure: unknown = null
 
-  constructor(private cfg: GuardConfig, private runDir: string, private group: WorkerGroup, private log: (line: string) => void) {}
+  /** `lastCheckpoint`: the newest checkpoint this driver saved or resumed from (known, so a
+   *  rollback needs no search or hash on the event loop while the workers run). */
+  constructor(private cfg: GuardConfig, private lastCheckpoint: () => SavedCheckpoint | null, private group: WorkerGroup, private log: (line: string) => void) {}
 
   /** The guard's fields for this step's event; throws NonFiniteStepError when the run must stop
    *  (or an earlier rollback's load failed). */
@@ -81,7 +85,7 @@ export class NonFiniteGuard {
       throw new NonFiniteStepError(`${what}; ${this.consecutive} non-finite steps in a row, more than guard.max_consecutive = ${this.cfg.max_consecutive}: the run stops here. ${this.resumeHint()}`, plan.step, nonFinite)
     }
     if (this.cfg.non_finite === 'rollback') {
-      const ck = findCheckpoint(this.runDir)
+      const ck = this.lastCheckpoint()
       if (ck) {
         const saved = ck.workerFiles.length
         const load = this.group.all('load', (rank) => ({ path: saved === this.group.size ? ck.workerFiles[rank]! : ck.workerFile }), { timeoutMs: 600_000 })
@@ -89,8 +93,8 @@ export class NonFiniteGuard {
         load.catch((e: unknown) => {
           this.rollbackFailure = new Error(`step ${plan.step}: rolling back to ${ck.dir} failed: ${(e as Error).message}`)
         })
-        this.log(`${what}; rolled back to ${ck.dir} (step ${ck.state.step}) and continuing with step ${plan.step + 1}`)
-        return { skipped: true, non_finite: nonFinite, guard: 'rollback', rollback: { checkpoint: ck.dir, step: ck.state.step } }
+        this.log(`${what}; rolled back to ${ck.dir} (step ${ck.step}) and continuing with step ${plan.step + 1}`)
+        return { skipped: true, non_finite: nonFinite, guard: 'rollback', rollback: { checkpoint: ck.dir, step: ck.step } }
       }
       this.log(`${what}; no checkpoint to roll back to yet: skipped instead`)
       return { skipped: true, non_finite: nonFinite, guard: 'skip' }
@@ -100,8 +104,8 @@ export class NonFiniteGuard {
   }
 
   private resumeHint(): string {
-    const ck = findCheckpoint(this.runDir)
-    return ck ? `The newest checkpoint, ${ck.dir} (step ${ck.state.step}), holds finite weights.` : 'No checkpoint was written yet.'
+    const ck = this.lastCheckpoint()
+    return ck ? `The newest checkpoint, ${ck.dir} (step ${ck.step}), holds finite weights.` : 'No checkpoint was written yet.'
   }
 }
 

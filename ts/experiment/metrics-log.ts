@@ -1,10 +1,11 @@
 // metrics.jsonl: one line per step (what the plan resolved, what the worker measured), per
 // evaluation and, with several ranks, per check that the ranks hold the same networks (type
-// 'replicas', before each evaluation); and the progress line on a terminal.
+// 'replicas', before each evaluation), per recovery from a dead worker (type 'recovery'); and the
+// progress line on a terminal.
 import { appendFileSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
 import type { StepPlan } from '../policy/plan.ts'
 import type { OpResult } from '../wire/ops/index.ts'
-import type { EvalEvent, ReplicaEvent } from './evaluate.ts'
+import type { EvalEvent } from './evaluate.ts'
 
 export interface StepEvent {
   type: 'step'; step: number; epoch: number; lr: number; head_lr: number; ema_decay: number; weak_threshold: number
@@ -20,7 +21,7 @@ export function stepEvent(plan: StepPlan, r: OpResult<'train_step'>): StepEvent 
   }
 }
 
-export function appendLine(metrics: string, event: StepEvent | EvalEvent | ReplicaEvent): void {
+export function appendLine(metrics: string, event: { type: string }): void {
   appendFileSync(metrics, JSON.stringify(event) + '\n')
 }
 

@@ -3,7 +3,7 @@
 // the worker computes step n. With world.size N > 1 the driver starts N workers (one
 // torch.distributed group), plans the global step as at any size and sends each rank its shard.
 import { EventEmitter } from 'node:events'
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { checkConfig } from '../config/check.ts'
 import { applySet } from '../config/load.ts'
@@ -15,14 +15,15 @@ import type { Hello } from '../wire/envelope.ts'
 import type { OpResult } from '../wire/ops/index.ts'
 import { WorkerGroup } from '../worker/group.ts'
 import type { Worker } from '../worker/worker.ts'
-import { newestCheckpoint, readCheckpoint, saveCheckpoint, writeDurable, type DatasetEntries, type DriverState, type LoadedCheckpoint, type RunIdentity } from './checkpoint.ts'
-import { guardSummary, NonFiniteGuard, NonFiniteStepError, type GuardFields, type GuardSummary } from './guard.ts'
+import { newestCheckpoint, readCheckpoint, saveCheckpoint, workerFileNames, writeDurable, type DatasetEntries, type DriverState, type LoadedCheckpoint, type RunIdentity } from './checkpoint.ts'
+import { guardSummary, NonFiniteGuard, NonFiniteStepError, type GuardFields, type GuardSummary, type SavedCheckpoint } from './guard.ts'
 import { loadRunData, type RunData } from './data.ts'
 import { assertReplicas, checkReplicas, evaluateOn, type EvalEvent } from './evaluate.ts'
 import { generators, initialState, snapshotOf } from './generators.ts'
 import { appendLine, cutMetrics, evalsFromMetrics, loggedSteps, progressLine, stepEvent, type StepEvent } from './metrics-log.ts'
 import { Pipeline } from './pipeline.ts'
 import { Recorder } from './record.ts'
+import { checkRestartsLeft, isRecoverable, messageOf, recoveriesFrom, type Recovery } from './recovery.ts'
 import {
   checkConfigChanges, checkDataIdentity, configChanges, createRunDirectory, describeChange, existingRun, isRunDirectory,
   lockRunDirectory, RUN_FILES, runIdentity, type RunLock,
@@ -71,6 +72,8 @@ export interface RunSummary {
   guard: GuardSummary
   /** Why the run stopped before its last step (stop(): a signal), or null. */
   stopped: string | null
+  /** Each time a dead or stalled worker was replaced and the run continued (recovery.ts). */
+  recoveries: Recovery[]
 }
 
 export class Experiment extends EventEmitter {
@@ -97,6 +100,9 @@ export class Experiment extends EventEmitter {
       if (!existsSync(saved)) throw new Error(`${opts.runDir} is not a run directory (no config.json)`)
       const runConfig: unknown = JSON.parse(readFileSync(saved, 'utf8'))
       let config: unknown = structuredClone(cfg ?? runConfig)
+      // A run directory does not choose the program that runs: the interpreter comes from this
+      // environment (PRCL_PYTHON, or --set worker.python=PATH), never from its config.json.
+      if (!cfg) config = withoutInterpreter(config, (p) => this.log(`${saved} names worker.python ${p}: not used (a run directory does not choose the program to run); the worker runs on this environment's interpreter (PRCL_PYTHON, or --set worker.python=PATH)`))
       for (const s of opts.set ?? []) config = applySet(config, s)
       this.cfg = checkConfig(config, `${cfg ? 'the configuration' : saved}${opts.set?.length ? ' with --set' : ''}`)
       // Against the run's config.json now, before anything starts; against the checkpoint's in run().
@@ -135,14 +141,22 @@ export class Experiment extends EventEmitter {
   /** plan → read bytes → send → record → evaluate/checkpoint when the plan says; the next step
    *  is planned and on the wire while the worker computes this one. */
   async run(): Promise<RunSummary> {
-    const data = await loadRunData(this.cfg)
+    // Every listed file checked first (data.check): a bad one found now, not hours in.
+    const data = await loadRunData(this.cfg, { check: this.cfg.data.check })
     const lock = await this.openRunDir(data)
     try {
       return await this.runLocked(data)
+    } catch (e) {
+      // A new run whose workers never started leaves nothing behind (no directory holding only
+      // config.json): the error says why, and the same command starts it again.
+      if (!this.opts.resume && !this.began) { lock.release(); discardNewRun(this.dir) }
+      throw e
     } finally {
       lock.release()
     }
   }
+  /** Set once the workers are configured: from then on the run directory is kept. */
+  private began = false
 
   /** Create (a new run) or reopen (resume) the run directory, locked for this process; when
    *  resuming, find the newest valid checkpoint and check that this run matches it. */
@@ -211,37 +225,87 @@ export class Experiment extends EventEmitter {
   }
 
   private async runLocked(data: RunData): Promise<RunSummary> {
-    const cfg = this.cfg
     const owned = !this.opts.worker && !this.opts.group
+    const recorder = this.opts.record ? new Recorder(this.opts.record) : null
+    let group: WorkerGroup | null = null
+    const recoveries: Recovery[] = []
+    try {
+      group = await this.openGroup()
+      let run = await this.start(group, data, recorder)
+      this.began = true
+      for (;;) {
+        try {
+          await this.train(run, recorder)
+          return this.summarize(run)
+        } catch (e) {
+          const failed = run.done
+          const failedGroup = group
+          this.checkRecoverable(e, owned, recoveries, failed)
+          // Start the workers again and continue from the newest valid checkpoint: every draw is
+          // seeded and checkpointed, so the run goes on as if nothing had happened.
+          await failedGroup.close()
+          const ck = await newestCheckpoint(this.dir, (l) => this.log(l))
+          const from = ck?.state.step ?? 0
+          const recovery: Recovery = { type: 'recovery', step: from, failed_after: failed, attempt: recoveries.length + 1, reason: messageOf(e), checkpoint: ck?.dir ?? null, time: new Date().toISOString() }
+          recoveries.push(recovery)
+          this.log(`recovery ${recovery.attempt}: ${recovery.reason}; starting the workers again and continuing from ${ck ? `${ck.dir} (step ${from})` : 'step 0 (no checkpoint yet)'}`)
+          cutMetrics(join(this.dir, 'metrics.jsonl'), from)
+          appendLine(join(this.dir, 'metrics.jsonl'), recovery)
+          this.emit('recovery', recovery)
+          this.guard = null
+          this.resumeFrom = ck
+          this.lastSaved = null
+          group = null
+          group = await this.openGroup()
+          run = await this.start(group, data, recorder, ck, true)
+        }
+      }
+    } finally {
+      recorder?.close()
+      if (owned) await group?.close()
+    }
+  }
+
+  /** The run's workers: given, or started (and announced) here. */
+  private async openGroup(): Promise<WorkerGroup> {
     const group = this.opts.group ?? (this.opts.worker ? WorkerGroup.of(this.opts.worker) : await this.startGroup())
     this.group = group
     this.emit('workers', group)
-    const recorder = this.opts.record ? new Recorder(this.opts.record) : null
-    try {
-      const run = await this.start(group, data, recorder)
-      const pipe = new Pipeline(group, data, recorder, (plan, result) => this.stepDone(run, plan, result))
-      // The state after the newest step sent and not yet checkpointed: what a stop request saves.
-      let unsaved: DriverState | null = null
-      for (let planned = run.state.step; planned < run.stopAt && this.stopReason === null; planned++) {
-        const plan = planStep(cfg, progressAt(cfg, run.perEpoch, planned), run.gen, run.planData)
-        const snapshot = snapshotOf(plan, run.perEpoch, run.gen, run.state.best)
-        await pipe.send(plan)
-        const checkpoint = plan.checkpoint || plan.step === run.stopAt
-        // Evaluations and checkpoints see the state after exactly this step: drain the pipeline.
-        await pipe.drain(plan.evaluate || checkpoint ? 0 : 1)
-        if (plan.evaluate) await this.evaluate(run, plan.step, snapshot)
-        if (checkpoint) await this.save(run, 'latest', snapshot)
-        unsaved = checkpoint ? null : snapshot
-      }
-      await pipe.drain(0)
-      if (this.stopReason !== null && unsaved) {
-        this.log(`stopping (${this.stopReason}): the steps in flight are done; writing a checkpoint at step ${unsaved.step}`)
-        await this.save(run, 'latest', unsaved)
-      }
-      return this.summarize(run)
-    } finally {
-      recorder?.close()
-      if (owned) await group.close()
+    return group
+  }
+
+  /** Throws `e` unless the run can recover from it (recovery.ts): workers this driver started,
+   *  spawned here (remote ranks are started by torchrun/srun), no stop requested, restarts left. */
+  private checkRecoverable(e: unknown, owned: boolean, recoveries: Recovery[], failedAfter: number): void {
+    if (!isRecoverable(e) || !owned || this.stopReason !== null || this.cfg.world.listen !== null) throw e
+    checkRestartsLeft(e, {
+      maxRestarts: this.cfg.recovery.max_restarts, newestStep: this.lastSaved?.step ?? this.resumeFrom?.state.step ?? 0,
+      recoveries, failedAfter, runDir: this.dir,
+    })
+  }
+
+  /** The training loop: plan → read bytes → send → record → evaluate/checkpoint when the plan
+   *  says; the next step is planned and on the wire while the workers compute this one. */
+  private async train(run: RunState, recorder: Recorder | null): Promise<void> {
+    const cfg = this.cfg
+    const pipe = new Pipeline(run.group, run.data, recorder, (plan, result) => this.stepDone(run, plan, result))
+    // The state after the newest step sent and not yet checkpointed: what a stop request saves.
+    let unsaved: DriverState | null = null
+    for (let planned = run.state.step; planned < run.stopAt && this.stopReason === null; planned++) {
+      const plan = planStep(cfg, progressAt(cfg, run.perEpoch, planned), run.gen, run.planData)
+      const snapshot = snapshotOf(plan, run.perEpoch, run.gen, run.state.best)
+      await pipe.send(plan)
+      const checkpoint = plan.checkpoint || plan.step === run.stopAt
+      // Evaluations and checkpoints see the state after exactly this step: drain the pipeline.
+      await pipe.drain(plan.evaluate || checkpoint ? 0 : 1)
+      if (plan.evaluate) await this.evaluate(run, plan.step, snapshot)
+      if (checkpoint) await this.save(run, 'latest', snapshot)
+      unsaved = checkpoint ? null : snapshot
+    }
+    await pipe.drain(0)
+    if (this.stopReason !== null && unsaved) {
+      this.log(`stopping (${this.stopReason}): the steps in flight are done; writing a checkpoint at step ${unsaved.step}`)
+      await this.save(run, 'latest', unsaved)
     }
   }
 
@@ -271,12 +335,12 @@ export class Experiment extends EventEmitter {
 
   /** Configure the workers, and restore the newest checkpoint when resuming: each rank its own
    *  state, or, from a checkpoint saved by another number of ranks, rank 0's state in every rank. */
-  private async start(group: WorkerGroup, data: RunData, recorder: Recorder | null, from: LoadedCheckpoint | null = this.resumeFrom): Promise<RunState> {
+  private async start(group: WorkerGroup, data: RunData, recorder: Recorder | null, from: LoadedCheckpoint | null = this.resumeFrom, recovering = false): Promise<RunState> {
     const cfg = this.cfg
     recorder?.write('configure', workerSettings(cfg, { runDir: this.runDir }))
     await group.all('configure', () => workerSettings(cfg, { runDir: this.runDir }), { timeoutMs: 600_000 })
     let state = initialState(cfg, data)
-    const ck = this.opts.resume ? from : null
+    const ck = from
     if (ck) {
       const saved = ck.workerFiles.length
       if (saved !== group.size) {
@@ -284,7 +348,7 @@ export class Experiment extends EventEmitter {
       }
       await group.all('load', (r) => ({ path: saved === group.size ? ck.workerFiles[r]! : ck.workerFile }), { timeoutMs: 600_000 })
       state = ck.state
-      this.log(`resumed ${this.runDir} at step ${state.step} (epoch ${state.epoch}) from ${ck.dir}`)
+      if (!recovering) this.log(`resumed ${this.runDir} at step ${state.step} (epoch ${state.epoch}) from ${ck.dir}`)
     }
     const perEpoch = stepsPerEpoch(cfg, data.labeled.length)
     const total = perEpoch * cfg.sampling.epochs
@@ -301,7 +365,7 @@ export class Experiment extends EventEmitter {
   private stepDone(run: RunState, plan: StepPlan, result: OpResult<'train_step'>): void {
     // A step the worker did not apply (non-finite loss or gradients): counted, logged, and
     // skipped, rolled back or the run stopped as guard.non_finite says (ts/experiment/guard.ts).
-    this.guard ??= new NonFiniteGuard(this.cfg.guard, this.runDir, run.group, (l) => this.log(l))
+    this.guard ??= new NonFiniteGuard(this.cfg.guard, () => this.lastSaved ?? this.resumedCheckpoint(), run.group, (l) => this.log(l))
     let fields: GuardFields
     try {
       fields = this.guard.onStep(plan, result)
@@ -338,9 +402,17 @@ export class Experiment extends EventEmitter {
     this.log(`epoch ${ev.epoch} step ${step}: ${ev.model} mIoU ${(ev.miou * 100).toFixed(2)} (best ${(best.miou * 100).toFixed(2)} at epoch ${best.epoch})`)
   }
 
-  private save(run: RunState, name: 'latest' | 'best', snapshot: DriverState): Promise<string> {
-    return saveCheckpoint(join(this.runDir, 'checkpoints', name), run.group, { ...snapshot, best: run.state.best, wall_ms: this.wallMs(run) }, this.cfg, this.identity ?? undefined)
+  private async save(run: RunState, name: 'latest' | 'best', snapshot: DriverState): Promise<void> {
+    const dir = await saveCheckpoint(join(this.runDir, 'checkpoints', name), run.group, { ...snapshot, best: run.state.best, wall_ms: this.wallMs(run) }, this.cfg, this.identity ?? undefined)
+    const files = workerFileNames(run.group.size).map((f) => join(dir, f))
+    this.lastSaved = { dir, step: snapshot.step, workerFile: files[0]!, workerFiles: files }
   }
+  private resumedCheckpoint(): SavedCheckpoint | null {
+    const ck = this.resumeFrom
+    return ck && { dir: ck.dir, step: ck.state.step, workerFile: ck.workerFile, workerFiles: ck.workerFiles }
+  }
+  /** The newest checkpoint this invocation saved (what a rollback loads, what recovery counts from). */
+  private lastSaved: SavedCheckpoint | null = null
 
   private summarize(run: RunState): RunSummary {
     if (this.opts.progress ?? process.stderr.isTTY) process.stderr.write('\n')
@@ -350,6 +422,7 @@ export class Experiment extends EventEmitter {
       wall_minutes: this.wallMs(run) / 60_000, last: run.last ?? logged.last, best: run.best ?? logged.best,
       splits: run.data.splits, config_sha: sha(JSON.stringify(this.cfg)), skipped: run.data.skipped,
       guard: guardSummary(run.metrics),
+      recoveries: recoveriesFrom(run.metrics),
       stopped: this.stopReason,
     }
     writeFileSync(join(this.runDir, 'summary.json'), JSON.stringify(summary, null, 2))
@@ -381,6 +454,25 @@ interface RunState {
   done: number
   best: EvalEvent | null
   last: EvalEvent | null
+}
+
+/** Remove what a new run wrote before its workers started (config.json, splits.json, an empty
+ *  checkpoints/), and its directory when that leaves it empty. */
+function discardNewRun(dir: string): void {
+  for (const f of ['config.json', 'splits.json', 'metrics.jsonl']) rmSync(join(dir, f), { force: true })
+  for (const d of ['checkpoints', '.']) {
+    try { rmdirSync(join(dir, d)) } catch { /* not empty (or gone): kept */ }
+  }
+}
+
+/** The configuration with worker.python unset (said through `note` when it was set). */
+function withoutInterpreter(config: unknown, note: (python: string) => void): unknown {
+  const worker = (config as { worker?: { python?: unknown } } | null)?.worker
+  if (worker && typeof worker.python === 'string') {
+    note(worker.python)
+    worker.python = null
+  }
+  return config
 }
 
 /** A saved configuration as the check would resolve it today (so that settings added since it was

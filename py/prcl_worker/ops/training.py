@@ -56,7 +56,7 @@ def train_step(ctx, body, tensors):
     # is then only what the step still had to wait for.
     decoded = ctx.prepared(lambda: prepare_train_inputs(body, tensors))
     decode_ms = (time.perf_counter() - start) * 1000
-    return step(trainer, body, tensors, decoded, ctx.prefetch, decode_ms)
+    return step(trainer, body, tensors, decoded, ctx.prefetch, decode_ms, ctx.cancelled)
 
 
 def _images(trainer, tensors, name="x"):

@@ -78,9 +78,14 @@ def _not_finite(t):
     return ~torch.isfinite(t.detach()).all()
 
 
-def non_finite(total, values, grad_norm, params):
-    """The names of what is not finite on any rank (total, terms by name, 'gradients'), in that order."""
-    names = ["total"] + list(values) + ["gradients"]
+CANCELLED = "cancelled"
+
+
+def non_finite(total, values, grad_norm, params, cancelled=False):
+    """The names of what is not finite on any rank (total, terms by name, 'gradients'), in that order;
+    and CANCELLED last when any rank's request was cancelled (its deadline passed): that flag rides
+    the same all-reduce, so no rank applies a step another drops."""
+    names = ["total"] + list(values) + ["gradients", CANCELLED]
     flags = [_not_finite(total)] + [_not_finite(torch.as_tensor(v)) for v in values.values()]
     device = total.device
     if grad_norm is not None:
@@ -88,6 +93,7 @@ def non_finite(total, values, grad_norm, params):
     else:
         norms = [p.grad.detach().float().norm() for p in params if p.grad is not None]
         flags.append(_not_finite(torch.stack(norms).norm()) if norms else torch.tensor(False, device=device))
+    flags.append(torch.tensor(bool(cancelled), device=device))
     packed = torch.stack([f.to(device) for f in flags]).to(torch.int32)
     if distributed.world() > 1:
         packed = distributed.all_reduce_max(packed, kind="guard")

@@ -69,6 +69,11 @@ class Optimisation:
             self.opt_head.step()
         return None
 
+    def discard(self):
+        """Drop this step's gradients: no optimiser step and, under fp16, no scale update."""
+        self.opt.zero_grad(set_to_none=True)
+        self.opt_head.zero_grad(set_to_none=True)
+
     def step(self, total):
         """Backward of `total` and one step of both optimisers, unguarded; the gradient norm before
         clipping (None without clipping)."""

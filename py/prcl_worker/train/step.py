@@ -6,14 +6,14 @@ import time
 import torch
 
 from .. import distributed
-from ..errors import InvalidArgument
+from ..errors import Cancelled, InvalidArgument
 from . import forward, guard
 from .inputs import step_inputs
 from .runtime import ms_since, sync
 from .unlabeled import augment_unlabeled, pseudo_label
 
 
-def train_step(tr, body, tensors, decoded, prefetch, decode_ms):
+def train_step(tr, body, tensors, decoded, prefetch, decode_ms, cancelled=lambda: False):
     times = {"decode": decode_ms}
     t0 = time.perf_counter()
     x_l, y_l, x_u = step_inputs(body, tensors, decoded, tr.device, tr.num_classes, tr.channels_last, tr.dtype)
@@ -59,7 +59,12 @@ def train_step(tr, body, tensors, decoded, prefetch, decode_ms):
     grad_norm = tr.optim.backward(total)
     # The non-finite guard: every rank decides the same (the flags are all-reduced). A skipped step
     # changes no parameter, optimiser state, teacher or BatchNorm statistic (fp16: see Optimisation.apply).
-    bad = guard.non_finite(total, values, grad_norm, tr.optim.params())
+    bad = guard.non_finite(total, values, grad_norm, tr.optim.params(), cancelled=cancelled())
+    if guard.CANCELLED in bad:
+        # The driver gave up on this request (deadline): applying it would make a retry apply it twice.
+        tr.optim.discard()
+        buffers.restore()
+        raise Cancelled(f"step {body['step']} was cancelled (its deadline passed) and was not applied")
     grad_scale = tr.optim.apply(skip=bool(bad))
     if bad:
         buffers.restore()
