@@ -17,13 +17,18 @@ and nothing in it can run code when loaded.
 driver compares across ranks (the teacher and student must stay identical under DDP).
 """
 
+import errno
 import hashlib
 import inspect
+import io
 import json
 import os
+import shutil
 import zipfile
 
 import torch
+
+from .errors import WireError
 
 FORMAT = "prcl-worker-state/1"
 
@@ -124,14 +129,49 @@ def save_state(trainer, path):
     os.makedirs(directory, exist_ok=True)
     tensors = []
     meta = json.dumps(_split(state, tensors))
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, "meta": meta, "tensors": tensors}, f)
-        f.flush()
-        os.fsync(f.fileno())
+    tmp = _tmp_path(path)
+    needed = sum(t.numel() * t.element_size() for t in tensors)
+    if _free(directory) < needed + (64 << 20):
+        raise _disk_full(directory, path, needed)
+    # Serialised in memory first: torch's zip writer reports a failed write as "unexpected pos"
+    # and, on torch 1.13, can abort the process from its destructor; a plain write says ENOSPC.
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "meta": meta, "tensors": tensors}, buffer)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        if os.path.isfile(tmp):
+            os.remove(tmp)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(directory, path, needed) from e
+        raise
     os.replace(tmp, path)
     _fsync_dir(directory)
     return os.path.getsize(path)
+
+
+class DiskFull(WireError):
+    type = "DiskFull"
+
+
+def _tmp_path(path):
+    return f"{path}.tmp"
+
+
+def _free(directory):
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return float("inf")
+
+
+def _disk_full(directory, path, needed):
+    return DiskFull(f"the disk holding {directory} is full ({_free(directory):,} bytes free; this state needs about "
+                    f"{needed:,} and 64 MiB to spare): {path} was not written, and what was saved before is "
+                    f"unchanged. Free some space, then resume the run")
 
 
 def _fsync_dir(directory):

@@ -15,6 +15,7 @@ from test_distributed import settings as dist_settings
 from test_train import batch, body, configured, settings
 from worker_calls import SCHEMAS, call
 
+from prcl_worker.errors import Cancelled
 from prcl_worker.replay import ReplayContext
 from prcl_worker.train import guard
 
@@ -73,6 +74,26 @@ def test_a_non_finite_step_changes_nothing_and_says_what(nan_at, grad_clip):
     assert all(p.grad is None for p in tr.optim.params())
     after = call(ctx, "train_step", body(2), batch(2))
     assert after["skipped"] is False
+    assert not same(everything(tr)["net"], before["net"])
+
+
+def test_a_step_cancelled_while_it_ran_is_not_applied():
+    """The driver gave up on the request (its deadline passed): the step changes nothing, so the
+    driver's retry applies it once."""
+    ctx = configured()
+    tr = ctx.state["trainer"]
+    call(ctx, "train_step", body(0), batch(0))
+    before = everything(tr)
+    asked = []
+    # Cancelled by the time the gradients are ready (the control thread sets it meanwhile).
+    ctx.cancelled = lambda: asked.append(True) or True
+    with pytest.raises(Cancelled, match="step 1 was cancelled .* not applied"):
+        call(ctx, "train_step", body(1, teacher_bn="train", buffers="ema"), batch(1))
+    assert asked, "the step never asked whether it was cancelled"
+    assert same(everything(tr), before), "a cancelled step changed the model or the optimisers"
+    assert all(p.grad is None for p in tr.optim.params())
+    ctx.cancelled = lambda: False
+    assert call(ctx, "train_step", body(1), batch(1))["skipped"] is False
     assert not same(everything(tr)["net"], before["net"])
 
 

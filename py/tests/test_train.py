@@ -282,3 +282,25 @@ def test_a_state_written_with_the_former_ema_counter_loads(tmp_path, monkeypatch
     state_mod.save_state(trainer, path)
     monkeypatch.undo()
     assert call(configured(), "load", {"path": path})["step"] is None
+
+
+def test_a_full_disk_is_reported_as_such_and_the_saved_state_stays_loadable(tmp_path, monkeypatch):
+    from prcl_worker import state as state_mod
+
+    ctx = configured()
+    path = str(tmp_path / "state.pt")
+    call(ctx, "save", {"path": path})
+    saved = open(path, "rb").read()
+    call(ctx, "train_step", body(0), batch(0))
+    # The write lands on /dev/full (every write fails with ENOSPC), as on a full disk.
+    monkeypatch.setattr(state_mod, "_tmp_path", lambda p: "/dev/full")
+    full = r"the disk holding .* is full .*state\.pt was not written.*Free some space"
+    with pytest.raises(state_mod.DiskFull, match=full):
+        call(ctx, "save", {"path": path})
+    # Too little room left for the state: refused before anything is written.
+    monkeypatch.setattr(state_mod, "_free", lambda d: 1000)
+    with pytest.raises(state_mod.DiskFull, match=r"1,000 bytes free"):
+        call(ctx, "save", {"path": path})
+    monkeypatch.undo()
+    assert open(path, "rb").read() == saved
+    assert call(configured(), "load", {"path": path})["step"] is None

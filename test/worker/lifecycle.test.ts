@@ -58,6 +58,28 @@ describe('a worker killed mid-request', () => {
   })
 })
 
+describe('close() while a dead worker is being replaced', () => {
+  it('leaves no process, whether it comes before or after the new one is spawned', async () => {
+    for (const when of ['before', 'after'] as const) {
+      const w = await start()
+      const first = w.hello.pid
+      w.kill('SIGKILL')
+      expect(await waitFor(() => !w.alive, 20_000)).toBe(true)
+      const call = w.call('ping', {}).then(() => 'answered', (e: Error) => e.message)
+      if (when === 'after') expect(await waitFor(() => w.pid !== undefined && w.pid !== first, 20_000), when).toBe(true)
+      const spawned = w.pid !== first ? w.pid : undefined
+      await w.close()
+      expect(await call, when).not.toBe('answered')
+      if (when === 'after') expect(spawned).toBeDefined()
+      if (spawned !== undefined) expect(await waitFor(() => !processExists(spawned), 20_000), `${when}: pid ${spawned}`).toBe(true)
+      // Nothing was spawned after the close either.
+      await new Promise((r) => setTimeout(r, 500))
+      expect(w.pid === first || w.pid === spawned, when).toBe(true)
+      if (w.pid !== undefined) expect(processExists(w.pid), when).toBe(false)
+    }
+  })
+})
+
 describe('a frozen worker', () => {
   it('is declared lost after three missed heartbeats, killed, and replaced on the next call', async () => {
     const w = await start({ heartbeatMs: 300 })

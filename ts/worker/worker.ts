@@ -168,6 +168,8 @@ export class Worker extends EventEmitter {
       if (!this.spawned || this.opts.restart === false) throw this.dead
       await this.restart()
     }
+    // Closed while a restart was under way: the fresh worker is being stopped, not used.
+    if (this.closing) throw new ClosedError(`call '${op}' on a worker closed while it restarted`)
     return this.conn.call(op, body, opts)
   }
 
