@@ -4,9 +4,11 @@
 //
 //   1. node modules: `npm ci` when node_modules is missing or older than package-lock.json;
 //   2. the Python side, by the first route that fits:
-//      - an interpreter that already has torch, pyzmq, msgpack, numpy, fastjsonschema: nothing to do;
+//      - an interpreter that already has torch, pyzmq, msgpack, numpy, fastjsonschema, safetensors:
+//        nothing to do;
 //      - conda available: create/update the `prcl` env from environment.yml;
-//      - Debian/Ubuntu as root: apt-get install Debian's python3-torch and friends;
+//      - Debian/Ubuntu as root: apt-get install Debian's python3-torch and friends, and pip-install
+//        safetensors (which Debian 12 does not package) into that system python;
 //      - otherwise: print the exact commands to run;
 //   3. ruff (the Python linter `npm test` runs): Debian's `ruff` package where apt has one, else
 //      pip (`python3 -m pip install ruff==RUFF_VERSION`, system python included);
@@ -17,6 +19,8 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { RUFF_VERSION, findRuff } from './ruff.mjs'
 
+// The worker's state files are safetensors (a format stable since 0.3; 0.4 on has abi3 wheels).
+const SAFETENSORS = 'safetensors>=0.4'
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const APT_PACKAGES = ['python3-torch', 'python3-torchvision', 'python3-zmq', 'python3-msgpack', 'python3-numpy',
   'python3-pil', 'python3-jsonschema', 'python3-fastjsonschema', 'python3-pytest', 'python3-venv', 'python3-pip']
@@ -72,7 +76,17 @@ function aptRoute() {
   if (process.getuid?.() !== 0) return false
   aptUpdate()
   run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_PACKAGES], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+  if (spawnSync('/usr/bin/python3', ['-c', 'import safetensors'], { stdio: 'ignore' }).status !== 0) {
+    pipInstall('/usr/bin/python3', [SAFETENSORS])
+  }
   return true
+}
+
+/** pip install into `python` (Debian's included: PIP_BREAK_SYSTEM_PACKAGES, as an environment
+ *  variable rather than the flag, which pips older than 23.0.1 do not know). */
+function pipInstall(python, packages) {
+  run(python, ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', ...packages],
+    { env: { ...process.env, PIP_BREAK_SYSTEM_PACKAGES: '1' } })
 }
 
 let aptUpdated = false
@@ -111,10 +125,7 @@ function ruff() {
       python = '/usr/bin/python3'
     }
     if (!python) throw new Error(`ruff is missing and no python with pip was found: install ruff ${RUFF_VERSION} (pip install ruff==${RUFF_VERSION})`)
-    // PIP_BREAK_SYSTEM_PACKAGES: Debian's python refuses pip installs otherwise (PEP 668); an
-    // environment variable rather than the flag, which pips older than 23.0.1 do not know.
-    run(python, ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', `ruff==${RUFF_VERSION}`],
-      { env: { ...process.env, PIP_BREAK_SYSTEM_PACKAGES: '1' } })
+    pipInstall(python, [`ruff==${RUFF_VERSION}`])
   }
   cmd = findRuff()
   if (!cmd) throw new Error('ruff was installed but neither `ruff` nor `python3 -m ruff` runs it')
@@ -129,7 +140,7 @@ function instructions(verdict) {
     'Do one of these, then run `npm run setup` again:',
     '  conda:          conda env create -f environment.yml && conda activate prcl',
     `  Debian/Ubuntu:  sudo apt-get install ${APT_PACKAGES.join(' ')}`,
-    '  pip (any OS):   python3 -m pip install torch torchvision pyzmq msgpack numpy pillow jsonschema fastjsonschema pytest',
+    '  pip (any OS):   python3 -m pip install torch torchvision pyzmq msgpack numpy pillow jsonschema fastjsonschema safetensors pytest',
     '  the worker alone (a GPU node without Node.js): python3 -m pip install ./py, then prcl-worker --connect tcp://DRIVER:PORT',
     '  an interpreter you already have: export PRCL_PYTHON=/path/to/python',
   ].join('\n')

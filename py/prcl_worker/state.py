@@ -9,9 +9,11 @@ another rank wrote (the world size changed) gives this rank a generator stream o
 seeded from (seed, rank, step), instead of repeating the writer's draws.
 
 Written to `<path>.tmp` and renamed, so a crash mid-save never leaves a file that looks whole.
-The file holds only tensors and one JSON string (everything else, with tensors replaced by their
-index), so torch's weights-only unpickler can read it on torch 1.13 too (which refuses floats)
-and nothing in it can run code when loaded.
+The file is safetensors: the tensors (named by their index) and, in its metadata, the format and
+one JSON string holding everything else (tensors replaced by their index). Nothing in it is
+pickle, so loading it cannot run code on any torch. Files of the earlier format (a torch zip of
+the same tensors and JSON) still load, through torch's weights-only unpickler, after TorchScript
+archives are refused.
 
 `parameters_hash(module)`: the `state_hash` op's digest of a network's parameters, which the
 driver compares across ranks (the teacher and student must stay identical under DDP).
@@ -20,12 +22,13 @@ driver compares across ranks (the teacher and student must stay identical under 
 import errno
 import hashlib
 import inspect
-import io
 import json
 import os
 import shutil
 import zipfile
 
+import safetensors
+import safetensors.torch
 import torch
 
 from .errors import WireError
@@ -92,8 +95,14 @@ def safe_torch_load(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _torch_load(path):
-    return safe_torch_load(path)
+def _read_state_file(path):
+    """{format, meta, tensors} of a state file: safetensors, or the earlier torch zip."""
+    if zipfile.is_zipfile(path):
+        return safe_torch_load(path)
+    with safetensors.safe_open(path, framework="pt", device="cpu") as f:
+        meta = f.metadata() or {}
+        tensors = [f.get_tensor(str(i)) for i in range(len(list(f.keys())))]
+    return {"format": meta.get("format"), "meta": meta.get("meta", "null"), "tensors": tensors}
 
 
 def parameters_hash(module):
@@ -133,13 +142,13 @@ def save_state(trainer, path):
     needed = sum(t.numel() * t.element_size() for t in tensors)
     if _free(directory) < needed + (64 << 20):
         raise _disk_full(directory, path, needed)
-    # Serialised in memory first: torch's zip writer reports a failed write as "unexpected pos"
-    # and, on torch 1.13, can abort the process from its destructor; a plain write says ENOSPC.
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "meta": meta, "tensors": tensors}, buffer)
+    # Serialised in memory, then written with a plain write (a full disk is ENOSPC, not a torch
+    # error). Cloned: safetensors refuses tensors that share memory.
+    payload = safetensors.torch.save({str(i): t.contiguous().clone() for i, t in enumerate(tensors)},
+                                     metadata={"format": FORMAT, "meta": meta})
     try:
         with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
+            f.write(payload)
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
@@ -193,7 +202,7 @@ def load_state(trainer, path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no worker state at {path}")
     try:
-        raw = _torch_load(path)
+        raw = _read_state_file(path)
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             raise ValueError(f"not a worker state of format {FORMAT}")
         state = _join(json.loads(raw["meta"]), raw["tensors"])

@@ -512,6 +512,13 @@ def test_load_backbone_weights_into_student_and_teacher(r18_ckpt):
                         "width": 1.0, "pretrained": str(old_path)})
     assert torch.equal(net2.student.backbone.layer3[1].conv2.weight, sd["layer3.1.conv2.weight"])
     assert torch.equal(net2.teacher.backbone.bn1.running_var, sd["bn1.running_var"])
+    # the same weights as safetensors
+    import safetensors.torch
+    st_path = path.parent / "resnet18-test.safetensors"
+    safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, str(st_path))
+    net3 = PrclNet(3, "resnet18", 16, 16, 1.0)
+    assert load_backbone_weights(net3, str(st_path)) == keys
+    assert torch.equal(net3.student.backbone.layer3[1].conv2.weight, sd["layer3.1.conv2.weight"])
 
 
 def test_load_backbone_weights_errors(r18_ckpt, tmp_path):

@@ -304,3 +304,27 @@ def test_a_full_disk_is_reported_as_such_and_the_saved_state_stays_loadable(tmp_
     monkeypatch.undo()
     assert open(path, "rb").read() == saved
     assert call(configured(), "load", {"path": path})["step"] is None
+
+
+def test_the_state_file_is_safetensors_and_the_earlier_torch_zip_still_loads(tmp_path):
+    import json
+
+    import safetensors
+
+    from prcl_worker import state as state_mod
+
+    ctx = configured()
+    call(ctx, "train_step", body(0), batch(0))
+    path = str(tmp_path / "state.safetensors")
+    call(ctx, "save", {"path": path})
+    with safetensors.safe_open(path, framework="pt") as f:
+        assert f.metadata()["format"] == state_mod.FORMAT
+        tensors = [f.get_tensor(str(i)) for i in range(len(list(f.keys())))]
+        meta = f.metadata()["meta"]
+    # The same content in the earlier format (a torch zip read by the weights-only unpickler).
+    legacy = str(tmp_path / "state.pt")
+    torch.save({"format": state_mod.FORMAT, "meta": meta, "tensors": tensors}, legacy)
+    a, b = configured(), configured()
+    assert call(a, "load", {"path": path})["step"] == call(b, "load", {"path": legacy})["step"] == 0
+    assert state_mod.parameters_hash(a.state["trainer"].net) == state_mod.parameters_hash(b.state["trainer"].net)
+    assert json.loads(meta)["__dict__"][0][0] == "format"

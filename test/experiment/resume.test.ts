@@ -44,7 +44,7 @@ describe('checkpoints without a worker', () => {
     expect((await newestCheckpoint(run))!.state.step).toBe(6)
     for (const [what, corrupt] of [
       ['manifest', () => writeFileSync(join(run, 'checkpoints', 'latest', 'manifest.json'), '{"format": "prcl-che')],
-      ['missing file', () => rmSync(join(run, 'checkpoints', 'latest', 'worker.pt'))],
+      ['missing file', () => rmSync(join(run, 'checkpoints', 'latest', 'worker.safetensors'))],
       ['hash', () => writeFileSync(join(run, 'checkpoints', 'latest', 'driver.json'), JSON.stringify(state(7)))],
     ] as const) {
       await saveCheckpoint(join(run, 'checkpoints', 'latest'), fakeGroup, state(6), { name: 'u' } as never)

@@ -97,10 +97,10 @@ describe('a run at world size 2 (gloo on CPU)', () => {
     }
     expect(checks[0].hashes.teacher).not.toBe(checks[1].hashes.teacher)
     const ck = readCheckpoint(join(dir, 'whole', 'checkpoints', 'latest'))
-    expect(ck.workerFiles.map((f) => f.split('/').at(-1))).toEqual(['worker.rank0.pt', 'worker.rank1.pt'])
+    expect(ck.workerFiles.map((f) => f.split('/').at(-1))).toEqual(['worker.rank0.safetensors', 'worker.rank1.safetensors'])
     const manifest = JSON.parse(readFileSync(join(ck.dir, 'manifest.json'), 'utf8'))
     expect(manifest.world_size).toBe(2)
-    expect(Object.keys(manifest.files)).toEqual(expect.arrayContaining(['worker.rank0.pt', 'worker.rank1.pt', 'driver.json', 'config.json']))
+    expect(Object.keys(manifest.files)).toEqual(expect.arrayContaining(['worker.rank0.safetensors', 'worker.rank1.safetensors', 'driver.json', 'config.json']))
 
     const runDir = join(dir, 'interrupted')
     const first = await steps(config(), runDir, { stopAfter: 3 })

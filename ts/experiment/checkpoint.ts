@@ -1,5 +1,5 @@
-// Checkpoints: a directory with the worker's state (worker.pt; with several ranks one file per
-// rank, worker.rank<r>.pt), the driver's state (driver.json), the resolved configuration and the
+// Checkpoints: a directory with the worker's state (worker.safetensors; with several ranks one
+// file per rank, worker.rank<r>.safetensors), the driver's state (driver.json), the resolved configuration and the
 // data's fingerprint (dataset.json), plus manifest.json written last. A directory without a valid
 // manifest is not a checkpoint, so a crash mid-save never leaves one that looks whole.
 //
@@ -47,7 +47,7 @@ const CHUNK = 1 << 20
 
 /** The worker state files of a world of `size` ranks, in rank order. */
 export function workerFileNames(size: number): string[] {
-  return size === 1 ? ['worker.pt'] : Array.from({ length: size }, (_, r) => `worker.rank${r}.pt`)
+  return size === 1 ? ['worker.safetensors'] : Array.from({ length: size }, (_, r) => `worker.rank${r}.safetensors`)
 }
 
 /** sha256 of a file, read as a stream in 1 MiB chunks (the event loop runs between chunks). */

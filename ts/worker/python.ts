@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process'
 import { existsSync, realpathSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 
-export const REQUIRED_MODULES = ['torch', 'zmq', 'msgpack', 'numpy', 'fastjsonschema'] as const
+export const REQUIRED_MODULES = ['torch', 'zmq', 'msgpack', 'numpy', 'fastjsonschema', 'safetensors'] as const
 
 export interface PythonProbe {
   candidate: string

@@ -1,7 +1,8 @@
 """Loading a local torchvision ImageNet checkpoint into the ResNet trunk. Never downloads.
 
-The file must be a plain state_dict (name → tensor) as torchvision publishes it, e.g.
-``resnet101-63fe2227.pth``. ``fc.*`` entries are ignored. A checkpoint without BN
+The file must be a plain state_dict (name → tensor): safetensors (nothing in it can run code), or
+a torch file as torchvision publishes it, e.g. ``resnet101-63fe2227.pth``, read with
+``weights_only=True`` after refusing TorchScript archives. ``fc.*`` entries are ignored. A checkpoint without BN
 ``num_batches_tracked`` entries (old torchvision files) is accepted; those counters load as 0.
 """
 
@@ -9,6 +10,7 @@ import inspect
 import os
 from collections.abc import Mapping
 
+import safetensors.torch
 import torch
 
 from .backbone import ResNetTrunk
@@ -30,8 +32,11 @@ def read_state_dict(path):
         raise FileNotFoundError(f"backbone weights file not found: {path}")
     from ..state import safe_torch_load
     try:
-        # weights_only (a foreign pickle never runs code here), TorchScript archives refused.
-        obj = safe_torch_load(path)
+        if _is_safetensors(path):
+            obj = safetensors.torch.load_file(path, device="cpu")
+        else:
+            # weights_only (a foreign pickle never runs code here), TorchScript archives refused.
+            obj = safe_torch_load(path)
     except Exception as e:
         raise ValueError(f"backbone weights file {path}: cannot be read as a torch state dict "
                          f"({type(e).__name__}: {e})") from e
@@ -44,6 +49,13 @@ def read_state_dict(path):
                          f"(parameter name -> tensor); non-tensor entries: "
                          f"{', '.join(map(str, bad[:_MAX_LISTED]))}")
     return obj
+
+
+def _is_safetensors(path):
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= 100 << 20
 
 
 def _trunks(model):
