@@ -99,6 +99,21 @@ describe('errors without stack traces', () => {
     expect(existsSync(runDir)).toBe(false)
   })
 
+  it('train whose worker cannot start names the interpreter and leaves no run directory', () => {
+    const clean = join(dir, 'clean-for-start')
+    plantedDataset(clean)
+    for (const [which, ids] of [['labeled', 'l_a\nl_b\n'], ['unlabeled', 'u_a\n'], ['valid', 'v_a\nv_b\n']] as const) {
+      writeFileSync(join(clean, `splits/16/0/${which}_filename.txt`), ids)
+    }
+    const runDir = join(dir, 'never-started')
+    const r = prcl(['train', '--config', 'synthetic-demo', '--set', `data.root=${clean}`, '--set', 'model.num_classes=21',
+      '--set', 'worker.python=/bin/false', '--run-dir', runDir])
+    expect(r.status, r.stderr).toBe(1)
+    expect(r.stderr).toMatch(/^prcl train: no Python interpreter can run the worker[\s\S]*\/bin\/false/)
+    expect(r.stderr).not.toMatch(STACK)
+    expect(existsSync(runDir)).toBe(false)
+  })
+
   it('eval --run on a missing directory says the directory does not exist', () => {
     const r = prcl(['eval', '--run', join(dir, 'no-such-run')])
     expect(r.status).toBe(1)

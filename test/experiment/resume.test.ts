@@ -13,6 +13,7 @@ import { loadConfig } from '../../ts/config/load.ts'
 import type { ExperimentConfig } from '../../ts/config/schema.ts'
 import { generateSynthetic } from '../../ts/data/synth.ts'
 import { newestCheckpoint, readCheckpoint, saveCheckpoint, type DriverState, type SavingGroup } from '../../ts/experiment/checkpoint.ts'
+import { evaluateCheckpoint } from '../../ts/experiment/evaluate.ts'
 import { cutMetrics } from '../../ts/experiment/metrics-log.ts'
 import { createRunDirectory, lockRunDirectory } from '../../ts/experiment/resume.ts'
 import { Experiment, type RunOptions, type StepEvent } from '../../ts/experiment/run.ts'
@@ -183,6 +184,24 @@ describe('resuming a run on the synthetic dataset', () => {
     expect(lines.filter((l) => l.type === 'eval').map((l) => l.step)).toEqual([4, 8])
     expect(lines.filter((l) => l.type === 'step').map((l) => [l.step, l.total])).toEqual(whole.map((e) => [e.step, e.total]))
     expect(existsSync(join(runDir, 'run.lock'))).toBe(false)
+  }, 300_000)
+
+  it('a run directory whose config.json names another interpreter never runs it (resume, eval)', async () => {
+    const runDir = join(dir, 'foreign-python')
+    await steps(config(), runDir, { stopAfter: 3 })
+    const marker = join(dir, 'it-ran')
+    const foreign = join(dir, 'foreign-python.sh')
+    writeFileSync(foreign, `#!/bin/sh\ntouch ${marker}\nexit 1\n`, { mode: 0o755 })
+    const saved = JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8'))
+    saved.worker.python = foreign
+    writeFileSync(join(runDir, 'config.json'), JSON.stringify(saved))
+    // No worker given: the run starts its own, on this environment's interpreter.
+    const log: string[] = []
+    const exp = new Experiment(undefined, { runDir, resume: true, progress: false, log: (l) => log.push(l) })
+    expect((await exp.run()).steps).toBe(8)
+    expect(log.join('\n')).toContain(`names worker.python ${foreign}: not used`)
+    expect((await evaluateCheckpoint(runDir, { which: 'latest', models: ['teacher'] })).results).toHaveLength(1)
+    expect(existsSync(marker)).toBe(false)
   }, 300_000)
 
   it('resumes from the leftover of a save killed between its renames', async () => {

@@ -184,8 +184,9 @@ function parseManifest(dir: string, text: string): Manifest {
   }
   if (!manifest || typeof manifest !== 'object') throw new Error(`${mpath}: not a checkpoint manifest`)
   if (manifest.format !== FORMAT) throw new Error(`${mpath}: unknown checkpoint format ${JSON.stringify(manifest.format)}`)
-  const workers = manifest.workers ?? workerFileNames(1)
-  if (!Array.isArray(workers) || workers.length === 0 || workers.some((f) => typeof f !== 'string' || !/^worker(\.rank\d+)?\.pt$/.test(f))) {
+  // Manifests older than per-rank files list none: theirs is worker.pt (the earlier state format).
+  const workers = manifest.workers ?? ['worker.pt']
+  if (!Array.isArray(workers) || workers.length === 0 || workers.some((f) => typeof f !== 'string' || !/^worker(\.rank\d+)?\.(safetensors|pt)$/.test(f))) {
     throw new Error(`${mpath}: bad list of worker files ${JSON.stringify(workers)}`)
   }
   const files = manifest.files
