@@ -3,17 +3,15 @@
 // guard.non_finite says, logs them in metrics.jsonl and counts them in summary.json, and `latest`
 // is never written from non-finite weights (the worker's save refuses those: loading `latest`
 // and saving it again proves it finite).
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { loadConfig } from '../../ts/config/load.ts'
 import type { ExperimentConfig } from '../../ts/config/schema.ts'
-import { generateSynthetic } from '../../ts/data/synth.ts'
 import { readCheckpoint } from '../../ts/experiment/checkpoint.ts'
 import type { GuardFields } from '../../ts/experiment/guard.ts'
 import { Experiment, type RunSummary, type StepEvent } from '../../ts/experiment/run.ts'
 import { Worker } from '../../ts/worker/worker.ts'
+import { tinyConfig, tinyDataset } from '../setup/tiny-run.ts'
 
 let worker: Worker
 let dir: string
@@ -21,9 +19,7 @@ let data: string
 
 beforeAll(async () => {
   worker = await Worker.start({ device: 'cpu', log: 'silent', env: { PRCL_TEST_NAN_STEPS: '5,6' } })
-  dir = mkdtempSync(join(tmpdir(), 'prcl-guard-'))
-  data = join(dir, 'data')
-  await generateSynthetic({ out: data, seed: 0, images: 24, val: 6, size: 40, labeled: 8 })
+  ;({ dir, data } = await tinyDataset('guard'))
 }, 120_000)
 afterAll(async () => {
   await worker?.close()
@@ -31,12 +27,9 @@ afterAll(async () => {
 })
 
 function config(sets: string[] = []): ExperimentConfig {
-  return loadConfig('synthetic-demo', [
-    `data.root=${data}`, 'data.splits.labeled=splits/8/0/labeled_filename.txt', 'data.splits.unlabeled=splits/8/0/unlabeled_filename.txt',
-    'data.splits.val=splits/8/0/valid_filename.txt', 'data.labeled.crop=[32,32]', 'data.unlabeled.crop=[32,32]',
-    'sampling.batch_size=2', 'sampling.epochs=2', 'sampling.epoch={"kind":"fixed","steps":4}', 'checkpoint.every_steps=3',
-    'name=guard', ...sets,
-  ])
+
+  return tinyConfig(data, 'guard', sets)
+
 }
 
 type Event = StepEvent & GuardFields

@@ -2,13 +2,10 @@
 // random steps are replaced, the newest checkpoint is loaded and the run goes on to the same
 // per-step losses and the same final weights as an uninterrupted run; at world size 2 a killed
 // rank restarts the whole group; restarts without a newer checkpoint are bounded.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { loadConfig } from '../../ts/config/load.ts'
 import type { ExperimentConfig } from '../../ts/config/schema.ts'
-import { generateSynthetic } from '../../ts/data/synth.ts'
 import { verifyCheckpoint } from '../../ts/experiment/checkpoint.ts'
 import type { Recovery } from '../../ts/experiment/recovery.ts'
 import { Experiment, type RunSummary, type StepEvent } from '../../ts/experiment/run.ts'
@@ -16,15 +13,16 @@ import { workerSettings } from '../../ts/experiment/settings.ts'
 import type { WorkerGroup } from '../../ts/worker/group.ts'
 import type { Worker } from '../../ts/worker/worker.ts'
 import { attachShared } from '../setup/attach.ts'
+import { tinyConfig, tinyDataset } from '../setup/tiny-run.ts'
 
 let dir: string
 let data: string
 let shared: Worker
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'prcl-recovery-'))
-  data = join(dir, 'data')
-  ;[shared] = await Promise.all([attachShared(), generateSynthetic({ out: data, seed: 0, images: 24, val: 6, size: 40, labeled: 8 })])
+  let tiny: { dir: string; data: string }
+  ;[shared, tiny] = await Promise.all([attachShared(), tinyDataset('recovery')])
+  ;({ dir, data } = tiny)
 }, 120_000)
 afterAll(async () => {
   await shared?.close()
@@ -32,12 +30,9 @@ afterAll(async () => {
 })
 
 function config(sets: string[] = []): ExperimentConfig {
-  return loadConfig('synthetic-demo', [
-    `data.root=${data}`, 'data.splits.labeled=splits/8/0/labeled_filename.txt', 'data.splits.unlabeled=splits/8/0/unlabeled_filename.txt',
-    'data.splits.val=splits/8/0/valid_filename.txt', 'data.labeled.crop=[32,32]', 'data.unlabeled.crop=[32,32]',
-    'sampling.batch_size=2', 'sampling.epochs=3', 'sampling.epoch={"kind":"fixed","steps":4}', 'checkpoint.every_steps=2',
-    'worker.device=cpu', 'worker.threads=1', 'name=recovery', ...sets,
-  ])
+
+  return tinyConfig(data, 'recovery', ['sampling.epochs=3', 'checkpoint.every_steps=2', 'worker.device=cpu', 'worker.threads=1', ...sets])
+
 }
 
 /** A run whose workers the driver starts; `onStep` may hurt them (it sees the current group). */

@@ -9,7 +9,6 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { loadConfig } from '../../ts/config/load.ts'
 import type { ExperimentConfig } from '../../ts/config/schema.ts'
 import { generateSynthetic } from '../../ts/data/synth.ts'
 import { newestCheckpoint, readCheckpoint, saveCheckpoint, type DriverState, type SavingGroup } from '../../ts/experiment/checkpoint.ts'
@@ -19,6 +18,7 @@ import { createRunDirectory, lockRunDirectory } from '../../ts/experiment/resume
 import { Experiment, type RunOptions, type StepEvent } from '../../ts/experiment/run.ts'
 import type { Worker } from '../../ts/worker/worker.ts'
 import { attachShared } from '../setup/attach.ts'
+import { tinyConfig } from '../setup/tiny-run.ts'
 
 let dir: string
 
@@ -150,12 +150,9 @@ describe('resuming a run on the synthetic dataset', () => {
   })
 
   function config(sets: string[] = [], root = data): ExperimentConfig {
-    return loadConfig('synthetic-demo', [
-      `data.root=${root}`, 'data.splits.labeled=splits/8/0/labeled_filename.txt', 'data.splits.unlabeled=splits/8/0/unlabeled_filename.txt',
-      'data.splits.val=splits/8/0/valid_filename.txt', 'data.labeled.crop=[32,32]', 'data.unlabeled.crop=[32,32]',
-      'sampling.batch_size=2', 'sampling.epochs=2', 'sampling.epoch={"kind":"fixed","steps":4}', 'checkpoint.every_steps=3',
-      'name=resume', ...sets,
-    ])
+
+    return tinyConfig(root, 'resume', sets)
+
   }
 
   async function steps(cfg: ExperimentConfig | undefined, runDir: string, opts: RunOptions = {}, log: string[] = []): Promise<StepEvent[]> {

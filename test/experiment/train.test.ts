@@ -1,20 +1,18 @@
 // End to end on the synthetic dataset, through the same VOC code path as real data: a run
 // directory with its files, best/last evaluation, and a resumed run that equals an uninterrupted one.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { PY_DIR, ROOT } from '../../ts/paths.ts'
-import { loadConfig } from '../../ts/config/load.ts'
 import type { ExperimentConfig } from '../../ts/config/schema.ts'
-import { generateSynthetic } from '../../ts/data/synth.ts'
 import { readCheckpoint } from '../../ts/experiment/checkpoint.ts'
 import { evaluateCheckpoint } from '../../ts/experiment/evaluate.ts'
 import { bytesTensor } from '../../ts/wire/tensor.ts'
 import { Experiment, type StepEvent } from '../../ts/experiment/run.ts'
 import type { Worker } from '../../ts/worker/worker.ts'
 import { attachShared } from '../setup/attach.ts'
+import { tinyConfig, tinyDataset } from '../setup/tiny-run.ts'
 
 let worker: Worker
 let dir: string
@@ -22,9 +20,7 @@ let data: string
 
 beforeAll(async () => {
   worker = await attachShared()
-  dir = mkdtempSync(join(tmpdir(), 'prcl-e2e-'))
-  data = join(dir, 'data')
-  await generateSynthetic({ out: data, seed: 0, images: 24, val: 6, size: 40, labeled: 8 })
+  ;({ dir, data } = await tinyDataset('e2e'))
 }, 120_000)
 afterAll(async () => {
   await worker?.close()
@@ -32,12 +28,9 @@ afterAll(async () => {
 })
 
 function config(sets: string[] = []): ExperimentConfig {
-  return loadConfig('synthetic-demo', [
-    `data.root=${data}`, 'data.splits.labeled=splits/8/0/labeled_filename.txt', 'data.splits.unlabeled=splits/8/0/unlabeled_filename.txt',
-    'data.splits.val=splits/8/0/valid_filename.txt', 'data.labeled.crop=[32,32]', 'data.unlabeled.crop=[32,32]',
-    'sampling.batch_size=2', 'sampling.epochs=2', 'sampling.epoch={"kind":"fixed","steps":4}', 'checkpoint.every_steps=3',
-    'name=e2e', ...sets,
-  ])
+
+  return tinyConfig(data, 'e2e', sets)
+
 }
 
 async function steps(runDir: string, opts: { resume?: boolean; stopAfter?: number } = {}): Promise<StepEvent[]> {

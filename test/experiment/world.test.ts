@@ -7,7 +7,6 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { loadConfig } from '../../ts/config/load.ts'
 import type { ExperimentConfig } from '../../ts/config/schema.ts'
 import { decodeLabelPng } from '../../ts/data/png-decode.ts'
 import { encodeLabelPng } from '../../ts/data/png.ts'
@@ -21,6 +20,7 @@ import type { Hello } from '../../ts/wire/envelope.ts'
 import { groupHelloIssues, WorkerGroup, WorkerGroupError } from '../../ts/worker/group.ts'
 import type { Worker } from '../../ts/worker/worker.ts'
 import { attachShared } from '../setup/attach.ts'
+import { tinyConfig } from '../setup/tiny-run.ts'
 
 let shared: Worker
 let group: WorkerGroup
@@ -51,12 +51,7 @@ afterAll(async () => {
 /** Tiny settings at world size 2: a global batch of 2, one image per rank, so the teacher
  *  labels in eval mode (its BatchNorm is not synchronised and cannot train on one image). */
 function config(sets: string[] = [], root = data): ExperimentConfig {
-  return loadConfig('synthetic-demo', [
-    `data.root=${root}`, 'data.splits.labeled=splits/8/0/labeled_filename.txt', 'data.splits.unlabeled=splits/8/0/unlabeled_filename.txt',
-    'data.splits.val=splits/8/0/valid_filename.txt', 'data.labeled.crop=[32,32]', 'data.unlabeled.crop=[32,32]',
-    'sampling.batch_size=2', 'sampling.epochs=2', 'sampling.epoch={"kind":"fixed","steps":4}', 'checkpoint.every_steps=3',
-    'teacher.bn_mode=eval', 'ema.buffers=ema', 'worker.threads=1', 'world.size=2', 'name=world', ...sets,
-  ])
+  return tinyConfig(root, 'world', ['teacher.bn_mode=eval', 'ema.buffers=ema', 'worker.threads=1', 'world.size=2', ...sets])
 }
 
 /** The released method's step at 2 + 2 images per rank: teacher BatchNorm in train mode,
@@ -157,7 +152,7 @@ describe('a run at world size 2 (gloo on CPU)', () => {
     const summary = await exp.run()
     expect(summary.steps).toBe(8)
     expect(logged.join('\n')).toMatch(/was saved by 2 ranks and this run has 1: every rank loads rank 0's state, and the per-step losses will differ/)
-    expect(() => new Experiment(config(), { runDir, resume: true, set: ['sampling.batch_size=4'], worker: shared })).toThrow(/only world\.\* settings may change/)
+    expect(() => new Experiment(config(), { runDir, resume: true, set: ['sampling.batch_size=4'], worker: shared })).toThrow(/only world\.\*, recovery\.\* and worker\.python may change on resume/)
   }, 300_000)
 
   it('is refused with --record (one rank\'s requests would not replay to the run\'s losses)', () => {
@@ -252,14 +247,15 @@ describe('a bad group', () => {
 })
 
 describe('a rank that dies mid-run', () => {
-  it('fails the run with an error naming the rank, and no worker is left', async () => {
-    const exp = new Experiment(config([...PAPER, 'sampling.epochs=4']), { runDir: join(dir, 'killed'), progress: false, log: () => undefined })
+  it('with recovery off, fails the run with an error naming the rank, and no worker is left', async () => {
+    const exp = new Experiment(config([...PAPER, 'sampling.epochs=4', 'recovery.max_restarts=0']), { runDir: join(dir, 'killed'), progress: false, log: () => undefined })
     let pids: Array<number | undefined> = []
     exp.on('workers', (g: WorkerGroup) => { pids = g.pids })
     exp.on('step', (e: StepEvent) => { if (e.step === 2) exp.workers!.workers[1]!.kill('SIGKILL') })
     const err = await exp.run().catch((e) => e)
     expect(err).toBeInstanceOf(WorkerGroupError)
     expect(err.message).toMatch(/^rank 1 of 2 \(pid \d+\) died, and every rank of the group was stopped: the worker \(pid \d+\) was killed by SIGKILL/)
+    expect(err.message).toMatch(/\(after step \d+\); recovery\.max_restarts is 0: the run stops here\. Resume with: prcl train --resume /)
     expect(err.ranks).toEqual([1])
     expect(pids).toHaveLength(2)
     expect(pids.every(gone)).toBe(true)

@@ -36,7 +36,13 @@ export function checkRestartsLeft(e: unknown, o: { maxRestarts: number; newestSt
   const why = o.maxRestarts === 0
     ? 'recovery.max_restarts is 0'
     : `the workers were restarted ${inARow} time${inARow === 1 ? '' : 's'} since the newest checkpoint (step ${o.newestStep}), recovery.max_restarts = ${o.maxRestarts}`
-  throw new Error(`${messageOf(e)} (after step ${o.failedAfter}); ${why}: the run stops here. Resume with: prcl train --resume ${o.runDir}`, { cause: e })
+  const more = ` (after step ${o.failedAfter}); ${why}: the run stops here. Resume with: prcl train --resume ${o.runDir}`
+  // The error itself, told what happened: its class (and a group error's ranks) stay.
+  if (e instanceof Error) {
+    e.message += more
+    throw e
+  }
+  throw new Error(`${messageOf(e)}${more}`)
 }
 
 /** The recoveries a run's metrics.jsonl records (every invocation of a resumed run). */
