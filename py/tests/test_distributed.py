@@ -583,8 +583,8 @@ def _load_then_step(rank, dist, world, path, out_dir):
 
 
 def _state_of(path):
-    from prcl_worker.state import _join, _torch_load
-    raw = _torch_load(path)
+    from prcl_worker.state import _join, _read_state_file
+    raw = _read_state_file(path)
     return _join(json.loads(raw["meta"]), raw["tensors"])
 
 
