@@ -8,7 +8,7 @@
 //        nothing to do;
 //      - conda available: create/update the `prcl` env from environment.yml;
 //      - Debian/Ubuntu as root: apt-get install Debian's python3-torch and friends, and pip-install
-//        safetensors (which Debian 12 does not package) into that system python;
+//        safetensors and tensorboard (which Debian 12 does not package) into that system python;
 //      - otherwise: print the exact commands to run;
 //   3. ruff (the Python linter `npm test` runs): Debian's `ruff` package where apt has one, else
 //      pip (`python3 -m pip install ruff==RUFF_VERSION`, system python included);
@@ -21,6 +21,7 @@ import { RUFF_VERSION, findRuff } from './ruff.mjs'
 
 // The worker's state files are safetensors (a format stable since 0.3; 0.4 on has abi3 wheels).
 const SAFETENSORS = 'safetensors>=0.4'
+const TENSORBOARD = 'tensorboard>=2.10'
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const APT_PACKAGES = ['python3-torch', 'python3-torchvision', 'python3-zmq', 'python3-msgpack', 'python3-numpy',
   'python3-pil', 'python3-jsonschema', 'python3-fastjsonschema', 'python3-pytest', 'python3-venv', 'python3-pip']
@@ -76,9 +77,11 @@ function aptRoute() {
   if (process.getuid?.() !== 0) return false
   aptUpdate()
   run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_PACKAGES], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
-  if (spawnSync('/usr/bin/python3', ['-c', 'import safetensors'], { stdio: 'ignore' }).status !== 0) {
-    pipInstall('/usr/bin/python3', [SAFETENSORS])
-  }
+  // Not packaged by Debian 12: safetensors (the worker's state files) and tensorboard (to view
+  // runs; the tests read the event files back with its reader).
+  const missing = [['safetensors', SAFETENSORS], ['tensorboard', TENSORBOARD]]
+    .filter(([mod]) => spawnSync('/usr/bin/python3', ['-c', `import ${mod}`], { stdio: 'ignore' }).status !== 0)
+  if (missing.length) pipInstall('/usr/bin/python3', missing.map(([, spec]) => spec))
   return true
 }
 

@@ -94,6 +94,12 @@ export const ExperimentConfig = Type.Object({
     non_finite: Type.Enum(['skip', 'rollback', 'stop']),
     max_consecutive: Type.Integer({ minimum: 1, maximum: 1e6 }),
   }, Closed),
+  // What a run shows besides metrics.jsonl: TensorBoard event files in the run directory, and at
+  // each evaluation picture strips of the first val_images val images (TensorBoard and pictures/).
+  log: Type.Object({
+    tensorboard: Type.Boolean(),
+    val_images: Type.Integer({ minimum: 0, maximum: 32 }),
+  }, Closed),
   // A worker (or rank) that dies or stalls during training: the driver starts the workers again,
   // loads the newest valid checkpoint and goes on (the result equals an uninterrupted run's);
   // more than max_restarts restarts without a newer checkpoint in between end the run. Remote

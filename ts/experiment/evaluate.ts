@@ -13,7 +13,11 @@ import { loadRunData, type RunData } from './data.ts'
 import { iouFromConfusion, type IoUResult } from './metrics.ts'
 import { workerSettings } from './settings.ts'
 
-export interface EvalEvent extends IoUResult { type: 'eval'; step: number; epoch: number; model: string; protocol: string; classes: string[] }
+export interface EvalEvent extends IoUResult {
+  type: 'eval'; step: number; epoch: number; model: string; protocol: string; classes: string[]
+  /** Pixels by ground-truth class (rows) and predicted class (columns), row-major. */
+  confusion: number[]
+}
 
 /** Confusion over the val split (encoded images, scored at their own size), then IoU. */
 export async function evaluateOn(workers: Worker | WorkerGroup, cfg: ExperimentConfig, data: RunData, step: number, epoch: number,
@@ -40,7 +44,7 @@ export async function evaluateOn(workers: Worker | WorkerGroup, cfg: ExperimentC
     }
   }
   await Promise.all(Array.from({ length: group.size }, (_, r) => lane(r)))
-  return { type: 'eval', step, epoch, model, protocol: cfg.eval.protocol, classes: data.dataset.classNames, ...iouFromConfusion(cm, c) }
+  return { type: 'eval', step, epoch, model, protocol: cfg.eval.protocol, classes: data.dataset.classNames, ...iouFromConfusion(cm, c), confusion: Array.from(cm) }
 }
 
 /** A worker's error about a request's `img.<i>` / `lbl.<i>` tensor, with the file each came from

@@ -70,8 +70,8 @@ export async function runIdentity(cfg: ExperimentConfig, data: RunData): Promise
 
 /** Settings that may change on resume without --allow-changes: where and on how many workers. */
 // world.*: the ranks; worker.python: the interpreter comes from the environment, not the run;
-// recovery.*: how many restarts to allow changes nothing the run computes.
-const ALWAYS = [/^world\./, /^worker\.python$/, /^recovery\./]
+// recovery.*, log.*: how many restarts to allow and what to show change nothing the run computes.
+const ALWAYS = [/^world\./, /^worker\.python$/, /^recovery\./, /^log\./]
 /** Settings that keep a run meaningful when changed on resume with --allow-changes. */
 export const ALLOWED_CHANGES = ['sampling.epochs', 'eval.every_epochs', 'checkpoint.every_steps'] as const
 
@@ -108,7 +108,7 @@ export function checkConfigChanges(changes: Change[], o: { runDir: string; allow
   if (refused.length) {
     const hint = refused.every((c) => allowable.includes(c))
       ? 'pass --allow-changes to accept them'
-      : `start a new run for a different configuration (only world.*, recovery.* and worker.python may change on resume, and with --allow-changes also ${ALLOWED_CHANGES.join(', ')})`
+      : `start a new run for a different configuration (only world.*, recovery.*, log.* and worker.python may change on resume, and with --allow-changes also ${ALLOWED_CHANGES.join(', ')})`
     throw new Error(`cannot resume ${o.runDir}: the configuration differs from ${o.against} in ${refused.map(describeChange).join('; ')}. ${hint}`)
   }
   return [...always, ...(o.allowChanges ? allowable : [])]

@@ -29,6 +29,7 @@ import {
   lockRunDirectory, RUN_FILES, runIdentity, type RunLock,
 } from './resume.ts'
 import { workerSettings } from './settings.ts'
+import { RunBoard } from '../report/board.ts'
 
 export interface RunOptions {
   /** The run directory; default runs_dir/<name>-<time>. */
@@ -157,6 +158,8 @@ export class Experiment extends EventEmitter {
   }
   /** Set once the workers are configured: from then on the run directory is kept. */
   private began = false
+  /** TensorBoard and pictures (ts/report/board.ts), from the first step on. */
+  private board: RunBoard | null = null
 
   /** Create (a new run) or reopen (resume) the run directory, locked for this process; when
    *  resuming, find the newest valid checkpoint and check that this run matches it. */
@@ -233,6 +236,7 @@ export class Experiment extends EventEmitter {
       group = await this.openGroup()
       let run = await this.start(group, data, recorder)
       this.began = true
+      this.board = new RunBoard(this.dir, this.cfg)
       for (;;) {
         try {
           await this.train(run, recorder)
@@ -252,6 +256,7 @@ export class Experiment extends EventEmitter {
           cutMetrics(join(this.dir, 'metrics.jsonl'), from)
           appendLine(join(this.dir, 'metrics.jsonl'), recovery)
           this.emit('recovery', recovery)
+          this.board?.recovery(recovery)
           this.guard = null
           this.resumeFrom = ck
           this.lastSaved = null
@@ -375,6 +380,7 @@ export class Experiment extends EventEmitter {
     }
     const ev: StepEvent & GuardFields = { ...stepEvent(plan, result), ...fields }
     appendLine(run.metrics, ev)
+    this.board?.step(ev)
     this.emit('step', ev)
     run.done = plan.step
     if (this.opts.progress ?? process.stderr.isTTY) progressLine(plan.step, run.total, run.started, run.firstStep, ev)
@@ -392,6 +398,7 @@ export class Experiment extends EventEmitter {
     const ev = await evaluateOn(run.group, this.cfg, run.data, step, snapshot.epoch)
     run.last = ev
     appendLine(run.metrics, ev)
+    await this.board?.eval(ev, run.group, run.data)
     this.emit('eval', ev)
     if (!run.state.best || ev.miou > run.state.best.miou) {
       run.state.best = { miou: ev.miou, step, epoch: ev.epoch }

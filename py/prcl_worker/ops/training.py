@@ -133,6 +133,8 @@ def predict(ctx, body, tensors):
                     out[f"probs.{i}"] = probs[j]
                 if var is not None:
                     out[f"var.{i}"] = var[j, 0]
+                if "image" in body["outputs"]:
+                    out[f"image.{i}"] = images[i].permute(1, 2, 0).contiguous()  # as decoded: uint8 [H,W,3]
         return {"shape": [len(images)]}, out
     x = _images(trainer, tensors)
     out = {}

@@ -176,10 +176,10 @@ export const trainingOps = {
     tensors: 'any',
   }),
   predict: op({
-    doc: 'Class map, probabilities and the σ² map (mean over dimensions) for x [B,3,H,W], or per encoded image img.<i> (outputs classes.<i> uint8, probs.<i>, var.<i>).',
+    doc: 'Class map, probabilities and the σ² map (mean over dimensions) for x [B,3,H,W], or per encoded image img.<i> (outputs classes.<i> uint8, probs.<i>, var.<i>, and image.<i>: the image as decoded, uint8 [H,W,3]).',
     args: Type.Object({
       model: Type.Enum(['teacher', 'student']),
-      outputs: Type.Array(Type.Enum(['classes', 'probs', 'var']), { minItems: 1, maxItems: 3 }),
+      outputs: Type.Array(Type.Enum(['classes', 'probs', 'var', 'image']), { minItems: 1, maxItems: 4, uniqueItems: true }),
     }, Closed),
     result: Type.Object({ shape: Type.Array(Type.Integer()) }, Closed),
     tensors: 'any',
