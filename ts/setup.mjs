@@ -12,7 +12,8 @@
 //      - otherwise: print the exact commands to run;
 //   3. ruff (the Python linter `npm test` runs): Debian's `ruff` package where apt has one, else
 //      pip (`python3 -m pip install ruff==RUFF_VERSION`, system python included);
-//   4. `prcl doctor`.
+//   4. tensorboard beside that interpreter (pip), and a headless chromium (apt) for the report's test;
+//   5. `prcl doctor`.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -22,6 +23,7 @@ import { RUFF_VERSION, findRuff } from './ruff.mjs'
 // The worker's state files are safetensors (a format stable since 0.3; 0.4 on has abi3 wheels).
 const SAFETENSORS = 'safetensors>=0.4'
 const TENSORBOARD = 'tensorboard>=2.10'
+const CHROMES = ['chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable']
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const APT_PACKAGES = ['python3-torch', 'python3-torchvision', 'python3-zmq', 'python3-msgpack', 'python3-numpy',
   'python3-pil', 'python3-jsonschema', 'python3-fastjsonschema', 'python3-pytest', 'python3-venv', 'python3-pip']
@@ -77,12 +79,29 @@ function aptRoute() {
   if (process.getuid?.() !== 0) return false
   aptUpdate()
   run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_PACKAGES], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
-  // Not packaged by Debian 12: safetensors (the worker's state files) and tensorboard (to view
-  // runs; the tests read the event files back with its reader).
-  const missing = [['safetensors', SAFETENSORS], ['tensorboard', TENSORBOARD]]
-    .filter(([mod]) => spawnSync('/usr/bin/python3', ['-c', `import ${mod}`], { stdio: 'ignore' }).status !== 0)
-  if (missing.length) pipInstall('/usr/bin/python3', missing.map(([, spec]) => spec))
+  // Not packaged by Debian 12: the worker's state files are safetensors.
+  if (!imports('/usr/bin/python3', 'safetensors')) pipInstall('/usr/bin/python3', [SAFETENSORS])
   return true
+}
+
+function imports(python, mod) {
+  return spawnSync(python, ['-c', `import ${mod}`], { stdio: 'ignore' }).status === 0
+}
+
+/** tensorboard beside the worker's interpreter (to view runs; the tests read the event files back
+ *  with its reader), by pip where that interpreter has pip. */
+function tensorboard(python) {
+  if (imports(python, 'tensorboard')) return console.log('tensorboard: installed')
+  if (!hasPip(python)) return console.log(`tensorboard: not installed (${python} has no pip): pip install '${TENSORBOARD}' to view runs`)
+  pipInstall(python, [TENSORBOARD])
+}
+
+/** A headless browser for the report's test: Debian's chromium where apt has it. */
+function browser() {
+  const found = CHROMES.find((c) => has(c))
+  if (found) return console.log(`browser: ${found}`)
+  if (aptCandidate('chromium')) run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+  else console.log('browser: none found (chromium, google-chrome); the report\'s browser test needs one (PRCL_CHROME=/path)')
 }
 
 /** pip install into `python` (Debian's included: PIP_BREAK_SYSTEM_PACKAGES, as an environment
@@ -162,6 +181,8 @@ try {
     if (!verdict.ok) throw new Error(instructions(verdict))
   }
   ruff()
+  tensorboard(verdict.python.executable)
+  browser()
   run(process.execPath, [join(ROOT, 'ts/cli/prcl.mjs'), 'doctor'])
 } catch (e) {
   console.error(`\nsetup failed: ${e.message}`)
