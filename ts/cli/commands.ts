@@ -69,6 +69,19 @@ export const predict = command({
   },
 })
 
+export const report = command({
+  name: 'report',
+  summary: 'one self-contained HTML file of one or more runs: curves, per-class IoU, confusion, pictures, a comparison',
+  positionals: 'RUN...',
+  positionalsRequired: true,
+  options: {
+    out: { type: 'string', value: 'FILE', default: 'report.html', description: 'where to write the HTML' },
+    title: { type: 'string', value: 'TEXT', description: 'the page title [default: from the runs]' },
+    screenshot: { type: 'string', value: 'PNG', description: 'also open it in headless Chromium and save a full-page screenshot' },
+  },
+  notes: ['runs named <name>-seed<k> are grouped in the comparison (mean ± sd over seeds)'],
+})
+
 export const synth = command({
   name: 'synth',
   summary: 'write the synthetic dataset (Pascal VOC layout) with its split files',
@@ -169,7 +182,7 @@ export const pytest = command({
 })
 
 /** In the order `prcl --help` lists them. */
-export const COMMANDS: readonly CommandDecl[] = [demo, train, checkData, evalCmd, predict, synth, split, keys, doctor, schemas, repl, bench, pytest]
+export const COMMANDS: readonly CommandDecl[] = [demo, train, checkData, evalCmd, predict, report, synth, split, keys, doctor, schemas, repl, bench, pytest]
 
 export function findCommand(name: string): CommandDecl | undefined {
   return COMMANDS.find((c) => c.name === name)

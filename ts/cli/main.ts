@@ -15,6 +15,7 @@ const RUN: Record<string, Run> = {
   demo: async (a) => (await import('./demo.ts')).demo(a),
   train: async (a) => (await import('./train.ts')).train(a),
   'check-data': async (a) => (await import('./check-data.ts')).checkDataCommand(a),
+  report: async (a) => (await import('./report.ts')).reportCommand(a),
   eval: async (a) => (await import('./eval.ts')).evalCommand(a),
   predict: async (a) => (await import('./predict.ts')).predictCommand(a),
   synth: async (a) => (await import('./synth.ts')).synth(a),

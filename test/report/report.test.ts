@@ -1,0 +1,62 @@
+// `prcl report` in a real browser: headless Chromium (puppeteer-core) opens the HTML of three
+// runs — two seeds of one setting and one of another — with no console error; every chart has
+// drawn, every picture loaded; the comparison groups the seeds (mean ± sd); a screenshot is kept
+// in test-results/.
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Experiment } from '../../ts/experiment/run.ts'
+import { ROOT } from '../../ts/paths.ts'
+import { openReport } from '../../ts/report/browser.ts'
+import { reportData, reportHtml } from '../../ts/report/html.ts'
+import type { Worker } from '../../ts/worker/worker.ts'
+import { attachShared } from '../setup/attach.ts'
+import { tinyConfig, tinyDataset } from '../setup/tiny-run.ts'
+
+let worker: Worker
+let dir: string
+let data: string
+const runs: string[] = []
+
+beforeAll(async () => {
+  let tiny: { dir: string; data: string }
+  ;[worker, tiny] = await Promise.all([attachShared(), tinyDataset('report')])
+  ;({ dir, data } = tiny)
+  for (const [name, seed, sets] of [['cmp-a', 0, []], ['cmp-a', 1, []], ['cmp-b', 0, ['loss.terms.prcl.enabled=false']]] as const) {
+    const runDir = join(dir, `${name}-seed${seed}`)
+    const cfg = tinyConfig(data, `${name}-seed${seed}`, [`seed=${seed}`, 'log.val_images=2', ...sets])
+    await new Experiment(cfg, { runDir, worker, progress: false, log: () => undefined }).run()
+    runs.push(runDir)
+  }
+}, 300_000)
+afterAll(async () => {
+  await worker?.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+describe('prcl report', () => {
+  it('groups runs that differ by seed: mean ± sd of their last and best mIoU', () => {
+    const r = reportData(runs)
+    const last = (i: number) => JSON.parse(readFileSync(join(runs[i]!, 'summary.json'), 'utf8')).last.miou as number
+    expect(r.groups.map((g) => [g.group, g.runs, g.seeds])).toEqual([['cmp-a', 2, [0, 1]], ['cmp-b', 1, [0]]])
+    expect(r.groups[0]!.last_mean).toBeCloseTo((last(0) + last(1)) / 2, 12)
+    expect(r.groups[0]!.last_sd).toBeCloseTo(Math.abs(last(0) - last(1)) / Math.SQRT2, 12)
+    expect(r.runs[2]!.steps.terms).not.toHaveProperty('prcl')
+    expect(r.runs[0]!.best!.confusion).toHaveLength(r.runs[0]!.classes.length ** 2)
+  })
+
+  it('opens in headless Chromium with no error, every chart drawn and every picture loaded', async () => {
+    const out = join(ROOT, 'test-results')
+    mkdirSync(out, { recursive: true })
+    const html = join(out, 'report.html')
+    writeFileSync(html, reportHtml(reportData(runs, 'three tiny runs')))
+    const page = await openReport(html, { screenshot: join(out, 'report.png') })
+    expect(page.errors).toEqual([])
+    // Per run: losses, learning rates, thresholds and weights, mask ratio, mIoU; and two overlaid.
+    expect(page.charts).toHaveLength(3 * 5 + 2)
+    expect(page.charts.filter((c) => !c.drawn)).toEqual([])
+    expect(page.pictures).toEqual({ loaded: 3 * 2, total: 3 * 2 })
+    // Comparison (groups, runs), and per run the IoU-per-evaluation and confusion tables.
+    expect(page.tables).toBe(2 + 3 * 2)
+  }, 120_000)
+})
