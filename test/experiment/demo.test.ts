@@ -39,9 +39,23 @@ describe('the demo', () => {
     expect(phase(r.runs[0]!.run_dir).every((t: number) => t === 0)).toBe(true)
     expect(phase(r.runs[1]!.run_dir).every((t: number) => t > 0)).toBe(true)
 
+    // One HTML report of every run.
+    const html = readFileSync(r.report, 'utf8')
+    for (const x of r.runs) expect(html).toContain(`demo-${x.method}-seed${x.seed}`)
+    expect(lines).toContain(`report: ${r.report}`)
+    expect(table).toContain(`report: ${r.report}`)
+
+    // The ablation: pseudo-labels alone (no PRCL term, but the teacher labels unlabeled images).
     const written = statSync(join(r.data, 'synth.json')).mtimeMs
-    const again = await runDemo({ out, seeds: [2], log: (l) => lines.push(l), adjust: short })
+    const again = await runDemo({ out, seeds: [2], methods: ['supervised', 'unsup', 'prcl'], log: (l) => lines.push(l), adjust: short })
     expect(statSync(join(again.data, 'synth.json')).mtimeMs).toBe(written)
     expect(lines.filter((l) => l.startsWith('synthetic dataset'))).toHaveLength(1)
+    expect(again.runs.map((x) => x.method)).toEqual(['supervised', 'unsup', 'prcl'])
+    const unsup = again.runs[1]!
+    const terms = readFileSync(join(unsup.run_dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).find((l) => l.type === 'step').losses
+    expect(Object.keys(terms)).toEqual(['sup', 'unsup'])
+    expect(phase(unsup.run_dir).every((t: number) => t > 0)).toBe(true)
+    expect(Object.keys(again.methods)).toEqual(['supervised', 'unsup', 'prcl'])
+    expect(demoTable(again)).toMatch(/seed\s+supervised\s+pseudo-labels\s+PRCL\s+PRCL − supervised\s+PRCL − pseudo-labels/)
   }, 300_000)
 })

@@ -5,11 +5,12 @@ import { command, type CommandDecl } from './args.ts'
 
 export const demo = command({
   name: 'demo',
-  summary: 'the CPU demo: synthetic data, supervised-only vs PRCL over 3 seeds, last-epoch mIoU',
+  summary: 'the CPU demo: synthetic data, supervised-only vs PRCL over 3 seeds, last-epoch mIoU, an HTML report',
   options: {
     json: { type: 'boolean', description: 'end with one JSON object (both mIoUs, seeds, minutes, every run)' },
     seeds: { type: 'string', value: 'LIST', kind: 'counts', description: 'comma-separated seeds [default: 0,1,2]' },
     out: { type: 'string', value: 'DIR', description: 'where the dataset and runs go' },
+    methods: { type: 'string', value: 'LIST', description: 'comma-separated, in order: supervised, unsup (pseudo-labels alone), prcl [default: supervised,prcl]' },
   },
 })
 

@@ -92,7 +92,16 @@ export const PRESETS: Record<string, () => ExperimentConfig> = {
     c.ema.buffers = 'ema'
     return c
   },
+  // Pseudo-labelling alone (the unlabeled term, no PRCL term): what the contrastive term adds.
+  'synthetic-demo-unsup': () => {
+    const c = syntheticDemo()
+    c.name = 'synthetic-demo-unsup'
+    c.loss = prclLoss({ ...DEMO_LOSS, prcl: false })
+    return c
+  },
 }
+
+const DEMO_LOSS = { unsupThreshold: 0.9, strongThreshold: 0.8, temp: 0.5, numQueries: 32, numNegatives: 64, epochs: 8 }
 
 function syntheticDemo(): ExperimentConfig {
   const c = vocPrcl('synthetic-demo', {
@@ -106,7 +115,7 @@ function syntheticDemo(): ExperimentConfig {
   c.model = { num_classes: 5, backbone: 'resnet18', output_stride: 8, rep_dim: 32, width: 0.25, pretrained: null }
   // 400 steps: a teacher averaging over ~100 steps (α = 0.99) lags too far behind a short run.
   c.ema = { ...c.ema, alpha: 0.95 }
-  c.loss = prclLoss({ unsupThreshold: 0.9, strongThreshold: 0.8, temp: 0.5, numQueries: 32, numNegatives: 64, epochs: 8 })
+  c.loss = prclLoss(DEMO_LOSS)
   c.optim = { ...c.optim, lr: 0.05, head_lr: 0.005 }
   c.deterministic = true
   c.worker.device = 'cpu'
