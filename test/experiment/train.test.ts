@@ -102,6 +102,15 @@ describe('a run on the synthetic dataset', () => {
     expect(p.tensors['classes.0']!.dtype).toBe('uint8')
     expect(Math.max(...(p.tensors['classes.0']!.data as Uint8Array))).toBeLessThan(5)
     expect(p.tensors['var.0']!.shape).toEqual([40, 40])
+    // prcl predict: says which checkpoint and network; σ² as a heat map with its scale beside it.
+    const out = join(dir, 'predicted')
+    const cli = execFileSync(process.execPath, [join(ROOT, 'ts/cli/prcl.mjs'), 'predict', '--run', runDir, '--out', out, '--var', '--model', 'student',
+      join(data, 'JPEGImages', 'synth_000000.jpg')], { encoding: 'utf8' })
+    expect(cli).toMatch(new RegExp(`^checkpoint ${join(runDir, 'checkpoints', 'best')} \\(step ${summary.best.step}, epoch \\d+\\), student network$`, 'm'))
+    const scale = JSON.parse(readFileSync(join(out, 'synth_000000.var.json'), 'utf8'))
+    expect(scale).toMatchObject({ model: 'student', step: summary.best.step, colours: { low: [68, 1, 84], high: [253, 231, 37] } })
+    expect(scale.var_min).toBeLessThanOrEqual(scale.var_max)
+    expect(readdirSync(out).sort()).toEqual(['synth_000000.png', 'synth_000000.var.json', 'synth_000000.var.png'])
   }, 300_000)
 
   it('a checkpoint whose files do not match its manifest is refused', async () => {

@@ -1,8 +1,11 @@
-// `prcl predict --run DIR [--checkpoint best|latest] --out DIR IMAGE...`: class maps as palette
-// PNGs (VOC colours) and, with --var, the σ² map scaled to 8 bits, for each image.
+// `prcl predict --run DIR [--checkpoint best|latest] [--model teacher|student] --out DIR IMAGE...`:
+// class maps as palette PNGs (the dataset's colours) and, with --var, the σ² map as a heat map
+// (<image>.var.png) with its scale beside it (<image>.var.json: the σ² at the lowest and highest
+// colour), for each image; it says which checkpoint and network it used.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, extname, join } from 'node:path'
 import { encodeLabelPng, encodeRgbPng } from '../data/png.ts'
+import { heat, paletteFor } from '../report/pictures.ts'
 import { checkImageBytes } from '../data/check.ts'
 import { loadCheckpointWorker, nameSamples } from '../experiment/evaluate.ts'
 import { bytesTensor, type Tensors } from '../wire/tensor.ts'
@@ -36,7 +39,9 @@ export async function predictCommand(args: string[]): Promise<number> {
   const model = values.model
   checkRunDir(values.run, values.checkpoint)
   const images = readImages(positionals)
-  const { worker } = await loadCheckpointWorker(values.run, values.checkpoint, undefined, values.python)
+  const { worker, checkpoint } = await loadCheckpointWorker(values.run, values.checkpoint, undefined, values.python)
+  const palette = paletteFor(checkpoint.config.data.dataset)
+  console.log(`checkpoint ${checkpoint.dir} (step ${checkpoint.state.step}, epoch ${checkpoint.state.epoch}), ${model} network`)
   try {
     mkdirSync(values.out, { recursive: true })
     for (const [i, file] of positionals.entries()) {
@@ -46,15 +51,19 @@ export async function predictCommand(args: string[]): Promise<number> {
       const cls = r.tensors['classes.0']!
       const [h, w] = cls.shape as [number, number]
       const stem = basename(file, extname(file))
-      writeFileSync(join(values.out, `${stem}.png`), encodeLabelPng(w, h, cls.data as Uint8Array))
+      writeFileSync(join(values.out, `${stem}.png`), encodeLabelPng(w, h, cls.data as Uint8Array, palette))
       if (values.var) {
         const v = r.tensors['var.0']!.data as Float32Array
         let lo = Infinity, hi = -Infinity
         for (const x of v) { lo = Math.min(lo, x); hi = Math.max(hi, x) }
-        const grey = Uint8Array.from(v, (x) => Math.round(((x - lo) / Math.max(hi - lo, 1e-12)) * 255))
         const rgb = new Uint8Array(w * h * 3)
-        grey.forEach((g, i) => rgb.set([g, g, g], i * 3))
+        v.forEach((x, i) => rgb.set(heat((x - lo) / Math.max(hi - lo, 1e-12)), i * 3))
         writeFileSync(join(values.out, `${stem}.var.png`), encodeRgbPng(w, h, rgb))
+        writeFileSync(join(values.out, `${stem}.var.json`), JSON.stringify({
+          image: file, checkpoint: checkpoint.dir, step: checkpoint.state.step, model,
+          var_min: lo, var_max: hi, colours: { low: heat(0), high: heat(1) },
+          scale: 'linear: σ² (the mean over representation dimensions) var_min at the low colour, var_max at the high one',
+        }, null, 2))
       }
       console.log(`${file} → ${join(values.out, `${stem}.png`)}`)
     }
