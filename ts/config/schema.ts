@@ -96,9 +96,11 @@ export const ExperimentConfig = Type.Object({
   }, Closed),
   // What a run shows besides metrics.jsonl: TensorBoard event files in the run directory, and at
   // each evaluation picture strips of the first val_images val images (TensorBoard and pictures/).
+  // Without a terminal, the progress line is printed once every progress_s seconds (0: never).
   log: Type.Object({
     tensorboard: Type.Boolean(),
     val_images: Type.Integer({ minimum: 0, maximum: 32 }),
+    progress_s: Type.Number({ minimum: 0, maximum: 86400 }),
   }, Closed),
   // A worker (or rank) that dies or stalls during training: the driver starts the workers again,
   // loads the newest valid checkpoint and goes on (the result equals an uninterrupted run's);

@@ -1,7 +1,6 @@
 // metrics.jsonl: one line per step (what the plan resolved, what the worker measured), per
 // evaluation and, with several ranks, per check that the ranks hold the same networks (type
-// 'replicas', before each evaluation), per recovery from a dead worker (type 'recovery'); and the
-// progress line on a terminal.
+// 'replicas', before each evaluation) and per recovery from a dead worker (type 'recovery').
 import { appendFileSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
 import type { StepPlan } from '../policy/plan.ts'
 import type { OpResult } from '../wire/ops/index.ts'
@@ -79,14 +78,4 @@ function readEvals(metrics: string): EvalEvent[] {
 export function evalsFromMetrics(metrics: string): { best: EvalEvent | null; last: EvalEvent | null } {
   const evals = readEvals(metrics)
   return { best: evals.reduce<EvalEvent | null>((b, e) => (!b || e.miou > b.miou ? e : b), null), last: evals.at(-1) ?? null }
-}
-
-export function progressLine(step: number, total: number, t0: number, startStep: number, ev: StepEvent): void {
-  const rate = (step - startStep) / Math.max(1e-3, (Date.now() - t0) / 1000)
-  const eta = rate > 0 ? (total - step) / rate : 0
-  const mm = (s: number) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`
-  const losses = Object.entries(ev.losses).map(([k, v]) => `${k} ${v.value.toFixed(3)}`).join(' ')
-  const width = 24
-  const filled = Math.round((step / total) * width)
-  process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${step}/${total} ep ${ev.epoch} ${losses} ${rate.toFixed(1)} it/s ETA ${mm(eta)}   `)
 }

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path'
 import { checkConfig } from '../config/check.ts'
 import { applySet } from '../config/load.ts'
 import type { ExperimentConfig } from '../config/schema.ts'
-import { planStep, type Generators, type PlanData, type StepPlan } from '../policy/plan.ts'
+import { evaluatesAfter, planStep, type Generators, type PlanData, type StepPlan } from '../policy/plan.ts'
 import { progressAt, stepsPerEpoch } from '../policy/progress.ts'
 import { loadDriverKeys, type CurveServer, type RefusedPeer } from '../wire/curve.ts'
 import type { Hello } from '../wire/envelope.ts'
@@ -20,7 +20,8 @@ import { guardSummary, NonFiniteGuard, NonFiniteStepError, type GuardFields, typ
 import { loadRunData, type RunData } from './data.ts'
 import { assertReplicas, checkReplicas, evaluateOn, type EvalEvent } from './evaluate.ts'
 import { generators, initialState, snapshotOf } from './generators.ts'
-import { appendLine, cutMetrics, evalsFromMetrics, loggedSteps, progressLine, stepEvent, type StepEvent } from './metrics-log.ts'
+import { appendLine, cutMetrics, evalsFromMetrics, loggedSteps, stepEvent, type StepEvent } from './metrics-log.ts'
+import { Progress } from './progress.ts'
 import { Pipeline } from './pipeline.ts'
 import { Recorder } from './record.ts'
 import { checkRestartsLeft, isRecoverable, messageOf, recoveriesFrom, type Recovery } from './recovery.ts'
@@ -50,7 +51,8 @@ export interface RunOptions {
   allowChanges?: boolean
   /** Replace the run in runDir (its run files are removed first) instead of refusing it (the demo). */
   overwrite?: boolean
-  /** Print a progress line to stderr (default: when stderr is a TTY). */
+  /** The progress line on stderr: false for none [default: redrawn each step on a terminal, else
+   *  one plain line every log.progress_s seconds]. */
   progress?: boolean
   log?: (line: string) => void
   /** Record every worker request to this file, for an in-process replay (python -m prcl_worker.replay). */
@@ -362,6 +364,7 @@ export class Experiment extends EventEmitter {
       stopAt: this.opts.stopAfter === undefined ? total : Math.min(total, state.step + this.opts.stopAfter),
       planData: { ...data.sizes, labelLut: data.dataset.labelLut },
       metrics: join(this.runDir, 'metrics.jsonl'), started: Date.now(), firstStep: state.step, done: state.step, best: null, last: null,
+      progress: this.progress(total, perEpoch),
     }
   }
 
@@ -383,7 +386,7 @@ export class Experiment extends EventEmitter {
     this.board?.step(ev)
     this.emit('step', ev)
     run.done = plan.step
-    if (this.opts.progress ?? process.stderr.isTTY) progressLine(plan.step, run.total, run.started, run.firstStep, ev)
+    run.progress?.step(ev)
   }
 
   private async evaluate(run: RunState, step: number, snapshot: DriverState): Promise<void> {
@@ -396,6 +399,7 @@ export class Experiment extends EventEmitter {
       assertReplicas(replicas)
     }
     const ev = await evaluateOn(run.group, this.cfg, run.data, step, snapshot.epoch)
+    run.progress?.evaluated(step)
     run.last = ev
     appendLine(run.metrics, ev)
     await this.board?.eval(ev, run.group, run.data)
@@ -422,7 +426,7 @@ export class Experiment extends EventEmitter {
   private lastSaved: SavedCheckpoint | null = null
 
   private summarize(run: RunState): RunSummary {
-    if (this.opts.progress ?? process.stderr.isTTY) process.stderr.write('\n')
+    run.progress?.done()
     const logged = evalsFromMetrics(run.metrics)
     const summary: RunSummary = {
       name: this.cfg.name, run_dir: this.runDir, steps: run.done, epochs: Math.floor(run.done / run.perEpoch),
@@ -434,6 +438,13 @@ export class Experiment extends EventEmitter {
     }
     writeFileSync(join(this.runDir, 'summary.json'), JSON.stringify(summary, null, 2))
     return summary
+  }
+
+  private progress(total: number, perEpoch: number): Progress | null {
+    const tty = !!process.stderr.isTTY
+    if (this.opts.progress === false || (this.opts.progress === undefined && !tty && this.cfg.log.progress_s === 0)) return null
+    const evalSteps = Array.from({ length: total }, (_, i) => i + 1).filter((s) => evaluatesAfter(this.cfg, perEpoch, s))
+    return new Progress({ total, evalSteps, tty, everyMs: this.cfg.log.progress_s * 1000, write: (t) => process.stderr.write(t) })
   }
 
   private wallMs(run: RunState): number {
@@ -461,6 +472,7 @@ interface RunState {
   done: number
   best: EvalEvent | null
   last: EvalEvent | null
+  progress: Progress | null
 }
 
 /** Remove what a new run wrote before its workers started (config.json, splits.json, an empty

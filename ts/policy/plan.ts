@@ -36,6 +36,13 @@ export type StepPlan = OpArgs<'train_step'> & {
 }
 export type ImageAugParams = Static<typeof ImageAug>
 
+/** Whether the run evaluates after `step`: at the end of every eval.every_epochs-th epoch, and
+ *  after the last step. */
+export function evaluatesAfter(cfg: ExperimentConfig, perEpoch: number, step: number): boolean {
+  const total = perEpoch * cfg.sampling.epochs
+  return step % perEpoch === 0 && (Math.floor(step / perEpoch) % cfg.eval.every_epochs === 0 || step === total)
+}
+
 export function planStep(cfg: ExperimentConfig, p: Progress, gen: Generators, data: PlanData): StepPlan {
   const b = cfg.sampling.batch_size
   const step = p.step + 1
@@ -47,15 +54,13 @@ export function planStep(cfg: ExperimentConfig, p: Progress, gen: Generators, da
   const labeledAug = labeled.map((i) => drawLabeled(gen.augment, cfg, data.labeled[i]!))
   const unlabeledCrop = unlabeled.map((i) => drawUnlabeledCrop(gen.augment, cfg, data.unlabeled[i]!))
   const unlabeledAug = unlabeled.map(() => drawUnlabeledAug(gen.augment, cfg))
-  const epochEnd = step % p.stepsPerEpoch === 0
-  const epochsDone = Math.floor(step / p.stepsPerEpoch)
   return {
     step, epoch: p.epoch, samples: { labeled, unlabeled },
     ...scalars,
     labeled_aug: labeledAug,
     ...(semi ? { unlabeled_crop: unlabeledCrop, unlabeled_aug: unlabeledAug, mix: drawMix(gen.augment, scalars.policy.mix, b, cfg.data.unlabeled.crop) } : {}),
     ...(data.labelLut ? { label_lut: data.labelLut } : {}),
-    evaluate: epochEnd && (epochsDone % cfg.eval.every_epochs === 0 || step === p.totalSteps),
+    evaluate: evaluatesAfter(cfg, p.stepsPerEpoch, step),
     checkpoint: step % cfg.checkpoint.every_steps === 0 || step === p.totalSteps,
   }
 }
