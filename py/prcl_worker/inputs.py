@@ -60,8 +60,13 @@ def decode_labels(body, tensors, prefix, count):
 def decode_inputs(body, tensors):
     """train_step: {'img_l': [uint8 [3,H,W]], 'lbl_l': [int64 [H,W]], 'img_u': [...]}."""
     labeled = decode_pairs(body, tensors, "img_l", "lbl_l")
-    out = {"img_l": [img for img, _ in labeled], "lbl_l": [lbl for _, lbl in labeled],
-           "img_u": decode_images(tensors, "img_u")}
+    out = {"img_l": [img for img, _ in labeled], "lbl_l": [lbl for _, lbl in labeled]}
+    if numbered(tensors, "lbl_u"):
+        # The unlabeled images' ground truth, for pseudo-label quality only (train/quality.py).
+        unlabeled = decode_pairs(body, tensors, "img_u", "lbl_u")
+        out["img_u"], out["lbl_u"] = [img for img, _ in unlabeled], [lbl for _, lbl in unlabeled]
+    else:
+        out["img_u"] = decode_images(tensors, "img_u")
     if torch.cuda.is_available():
         # Pinned host memory lets the copy to the device run asynchronously.
         out = {k: [t.pin_memory() for t in v] for k, v in out.items()}

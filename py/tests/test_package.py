@@ -150,7 +150,8 @@ def test_the_wheel_holds_the_worker_and_the_schemas(installed):
         requires = {re.split(r"[<>=! ;\[]", line.split(":", 1)[1].strip())[0].lower()
                     for line in z.read(f"{dist_info}/METADATA").decode().splitlines()
                     if line.startswith("Requires-Dist:")}
-        assert requires == {"torch", "torchvision", "pyzmq", "msgpack", "numpy", "fastjsonschema", "pillow", "safetensors"}
+        assert requires == {"torch", "torchvision", "pyzmq", "msgpack", "numpy", "fastjsonschema", "pillow",
+                            "safetensors"}
 
 
 @pytest.mark.parametrize("how", ["console-script", "module"])

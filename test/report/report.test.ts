@@ -52,8 +52,10 @@ describe('prcl report', () => {
     writeFileSync(html, reportHtml(reportData(runs, 'three tiny runs')))
     const page = await openReport(html, { screenshot: join(out, 'report.png') })
     expect(page.errors).toEqual([])
-    // Per run: losses, learning rates, thresholds and weights, mask ratio, mIoU; and two overlaid.
-    expect(page.charts).toHaveLength(3 * 5 + 2)
+    // Per run: losses, learning rates, thresholds and weights, mask ratio, pseudo-label quality
+    // (the synthetic unlabeled images have ground truth), mIoU; and two overlaid.
+    expect(page.charts).toHaveLength(3 * 6 + 2)
+    expect(page.charts.filter((c) => c.title === 'pseudo-labels against the unlabeled ground truth')).toHaveLength(3)
     expect(page.charts.filter((c) => !c.drawn)).toEqual([])
     expect(page.pictures).toEqual({ loaded: 3 * 2, total: 3 * 2 })
     // Comparison (groups, runs), and per run the IoU-per-evaluation and confusion tables.

@@ -62,6 +62,10 @@ describe('TensorBoard event files', () => {
     expect(tb.scalars['pseudo/mask_ratio']).toEqual(steps.map((s) => [s.step, f32(s.stats.mask_ratio)]))
     expect(Object.keys(tb.scalars)).toEqual(expect.arrayContaining(['teacher/ema_decay', 'time_ms/decode', 'time_ms/compute', 'prcl/hard_pixels']))
     expect(tb.scalars['eval/teacher/miou']).toEqual(evals.map((e) => [e.step, f32(e.miou)]))
+    expect(tb.scalars['worker/rank0/rss_mb']?.map(([s]) => s)).toEqual(evals.map((e) => e.step))
+    // The synthetic unlabeled images have ground truth: the pseudo-labels' quality, every step.
+    expect(tb.scalars['pseudo/accuracy']).toEqual(steps.map((s) => [s.step, f32(s.pseudo_quality.accuracy)]))
+    expect(tb.scalars['pseudo/coverage@0.9']).toEqual(steps.map((s) => [s.step, f32(s.pseudo_quality.coverage[3])]))
     const named = evals[0].classes.filter((_: string, k: number) => evals[0].iou[k] !== null)
     for (const c of named) expect(tb.scalars[`eval/teacher/iou/${c}`]?.length, c).toBe(evals.length)
     // Two strips per evaluation, four 40-pixel panels wide with 2-pixel gaps, PNG-encoded.

@@ -78,7 +78,7 @@ export const report = command({
   options: {
     out: { type: 'string', value: 'FILE', default: 'report.html', description: 'where to write the HTML' },
     title: { type: 'string', value: 'TEXT', description: 'the page title [default: from the runs]' },
-    screenshot: { type: 'string', value: 'PNG', description: 'also open it in headless Chromium and save a full-page screenshot' },
+    screenshot: { type: 'string', value: 'PNG', description: 'also open it in headless Chromium (no console error allowed) and save the top of the page, 1000 × 1500' },
   },
   notes: ['runs named <name>-seed<k> are grouped in the comparison (mean ± sd over seeds)'],
 })

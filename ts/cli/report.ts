@@ -14,7 +14,7 @@ export async function reportCommand(args: string[]): Promise<number> {
   writeFileSync(out, reportHtml(reportData(positionals, values.title)))
   console.log(out)
   if (values.screenshot) {
-    const check = await openReport(out, { screenshot: resolve(values.screenshot) })
+    const check = await openReport(out, { screenshot: resolve(values.screenshot), height: 1500, fullPage: false })
     if (check.errors.length) throw new CommandError(`the report shows errors in the browser: ${check.errors.join('; ')}`)
     console.log(resolve(values.screenshot))
   }

@@ -36,7 +36,7 @@ function vocPrcl(name: string, splits: ExperimentConfig['data']['splits']): Expe
     checkpoint: { every_steps: 1000 },
     guard: { non_finite: 'skip', max_consecutive: 3 },
     recovery: { max_restarts: 3 },
-    log: { tensorboard: true, val_images: 4, progress_s: 60 },
+    log: { tensorboard: true, val_images: 4, progress_s: 60, pseudo_quality: true },
     // One process by default; the released runs: size 8, SyncBN, global prototypes (§7.10).
     world: { size: 1, devices: null, listen: null, keys: null, insecure: false, wait_s: 600, sync_bn: true, broadcast_buffers: false, prototypes: 'global' },
     worker: { python: null, device: 'auto', transport: 'ipc', threads: null },

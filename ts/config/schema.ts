@@ -101,6 +101,9 @@ export const ExperimentConfig = Type.Object({
     tensorboard: Type.Boolean(),
     val_images: Type.Integer({ minimum: 0, maximum: 32 }),
     progress_s: Type.Number({ minimum: 0, maximum: 86400 }),
+    // Where every unlabeled image has ground truth on disk, send it (analysis only; no loss term
+    // can read it) and log the pseudo-labels' accuracy, mIoU and coverage above thresholds.
+    pseudo_quality: Type.Boolean(),
   }, Closed),
   // A worker (or rank) that dies or stalls during training: the driver starts the workers again,
   // loads the newest valid checkpoint and goes on (the result equals an uninterrupted run's);

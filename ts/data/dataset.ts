@@ -6,7 +6,12 @@ import { relative } from 'node:path'
 import type { SplitEntry } from './splits.ts'
 
 /** One sample's files, as absolute paths. `label` is null for unlabeled samples. */
-export interface SampleRef { id: string; image: string; label: string | null }
+export interface SampleRef {
+  id: string; image: string; label: string | null
+  /** An unlabeled sample's ground truth where it exists on disk: read only to measure
+   *  pseudo-label quality (log.pseudo_quality), never trained on. */
+  truth?: string
+}
 
 export interface ResolveOptions {
   /** Labeled lists need masks; unlabeled lists do not (mask paths in them are ignored). */

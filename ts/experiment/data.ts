@@ -63,6 +63,7 @@ async function openLists(cfg: ExperimentConfig, allowMissing: boolean, problems?
       const known = knownSplit(cfg.data.splits[which])
       splits[which] = { ...id, path, ...(known ? { published: { ...known, matches: known.sha16 ? id.sha16 === known.sha16 : null } } : {}) }
       refs[which] = dataset.resolve(entries, { needLabels: which !== 'unlabeled', subset: which === 'val' ? 'val' : 'train', splitFile: path, allowMissing } as never)
+      if (which === 'unlabeled') withTruth(dataset, entries, path, refs[which])
       lines[which] = entries.map((e) => e.line)
       if (refs[which].length === 0) throw new Error(`data.splits.${which}: ${path} lists no samples`)
     } catch (e) {
@@ -78,6 +79,19 @@ async function openLists(cfg: ExperimentConfig, allowMissing: boolean, problems?
     problems.push(`${msg} (label values are checked against the dataset's ${dataset.numClasses})`)
   }
   return { root, dataset, splits, refs, lines }
+}
+
+/** Give each unlabeled sample its ground truth's path when every one of them has one on disk
+ *  (VOC's train_aug does): the driver may send it to measure pseudo-label quality. */
+function withTruth(dataset: Dataset, entries: Parameters<Dataset['resolve']>[0], splitFile: string, refs: SampleRef[]): void {
+  let labeled: SampleRef[]
+  try {
+    labeled = dataset.resolve(entries, { needLabels: true, subset: 'train', splitFile, allowMissing: true } as never)
+  } catch {
+    return // no label layout for these images (test cities, a folder without masks)
+  }
+  if (labeled.length !== refs.length || labeled.some((r) => !r.label || !isFile(r.label))) return
+  refs.forEach((r, i) => { r.truth = labeled[i]!.label! })
 }
 
 /** A data check that found problems; `report` holds every finding. */

@@ -5,18 +5,23 @@ import { appendFileSync, closeSync, existsSync, fsyncSync, openSync, readFileSyn
 import type { StepPlan } from '../policy/plan.ts'
 import type { OpResult } from '../wire/ops/index.ts'
 import type { EvalEvent } from './evaluate.ts'
+import { pseudoQuality, type PseudoQuality } from './pseudo-quality.ts'
 
 export interface StepEvent {
   type: 'step'; step: number; epoch: number; lr: number; head_lr: number; ema_decay: number; weak_threshold: number
   params: StepPlan['params']; total: number; losses: Record<string, { value: number; weight: number }>
   stats: OpResult<'train_step'>['stats']; time_ms: Record<string, number>
+  /** Against the unlabeled images' ground truth, when it exists (log.pseudo_quality). */
+  pseudo_quality?: PseudoQuality
 }
 
 export function stepEvent(plan: StepPlan, r: OpResult<'train_step'>): StepEvent {
+  const quality = r.pseudo_quality ? pseudoQuality(r.pseudo_quality) : null
   return {
     type: 'step', step: plan.step, epoch: plan.epoch, lr: plan.lr, head_lr: plan.head_lr, ema_decay: plan.ema.decay,
     weak_threshold: plan.policy.weak_threshold, params: plan.params,
     total: r.total, losses: r.losses, stats: r.stats, time_ms: r.time_ms,
+    ...(quality ? { pseudo_quality: quality } : {}),
   }
 }
 

@@ -3,6 +3,7 @@
 // With several ranks each gets its shard of the global plan (ts/policy/shard.ts), all ranks'
 // shards of a step are sent together, and the step's reply is rank 0's (the ranks reduce their
 // losses and statistics, so every rank answers the same).
+import { readFile } from 'node:fs/promises'
 import { readSample } from '../data/dataset.ts'
 import type { StepPlan } from '../policy/plan.ts'
 import { shardPlan } from '../policy/shard.ts'
@@ -19,14 +20,16 @@ type StepReply = CallResult<OpResult<'train_step'>>
 export class Pipeline {
   private inflight: Array<{ plan: StepPlan; reply: Promise<StepReply> }> = []
 
+  /** `truth`: send the unlabeled images' ground truth where every one has it (lbl_u.<i>, for the
+   *  worker's pseudo-label quality counts; no loss reads it). */
   constructor(private group: WorkerGroup, private data: RunData, private recorder: Recorder | null,
-    private onDone: (plan: StepPlan, result: OpResult<'train_step'>) => void) {}
+    private onDone: (plan: StepPlan, result: OpResult<'train_step'>) => void, private truth = false) {}
 
   /** Read each rank's samples, record the request (one worker only) and send every rank its shard. */
   async send(plan: StepPlan): Promise<void> {
     const size = this.group.size
     const shards = Array.from({ length: size }, (_, r) => shardPlan(plan, r, size))
-    const reads = await Promise.all(shards.map((s) => readStep(s, this.data)))
+    const reads = await Promise.all(shards.map((s) => readStep(s, this.data, this.truth)))
     if (size === 1) this.recorder?.write('train_step', plan, reads[0]!.tensors)
     const replies = shards.map((shard, r) => this.group.call(r, 'train_step', shard, { tensors: reads[r]!.tensors, timeoutMs: 3_600_000 })
       .catch((e) => { throw nameFile(e, reads[r]!.files) }))
@@ -45,19 +48,27 @@ export class Pipeline {
 }
 
 /** The encoded bytes of the plan's samples, as the step's tensors, and their files. */
-async function readStep(plan: StepPlan, data: RunData): Promise<{ tensors: Tensors; files: Record<string, string[]> }> {
+async function readStep(plan: StepPlan, data: RunData, truth: boolean): Promise<{ tensors: Tensors; files: Record<string, string[]> }> {
   const lrefs = plan.samples.labeled.map((i) => data.labeled[i]!)
   const urefs = plan.samples.unlabeled.map((i) => data.unlabeled[i]!)
-  const [ls, us] = await Promise.all([Promise.all(lrefs.map((r) => readSample(r))), Promise.all(urefs.map((r) => readSample(r)))])
+  const withTruth = truth && urefs.length > 0 && urefs.every((r) => r.truth)
+  const [ls, us, ts] = await Promise.all([
+    Promise.all(lrefs.map((r) => readSample(r))), Promise.all(urefs.map((r) => readSample(r))),
+    withTruth ? Promise.all(urefs.map((r) => readFile(r.truth!))) : [],
+  ])
   const tensors: Tensors = {}
   ls.forEach((s, i) => { tensors[`img_l.${i}`] = bytesTensor(s.image); tensors[`lbl_l.${i}`] = bytesTensor(s.label!) })
   us.forEach((s, i) => { tensors[`img_u.${i}`] = bytesTensor(s.image) })
-  return { tensors, files: { img_l: lrefs.map((r) => r.image), lbl_l: lrefs.map((r) => r.label ?? ''), img_u: urefs.map((r) => r.image) } }
+  ts.forEach((b, i) => { tensors[`lbl_u.${i}`] = bytesTensor(b) })
+  return {
+    tensors,
+    files: { img_l: lrefs.map((r) => r.image), lbl_l: lrefs.map((r) => r.label ?? ''), img_u: urefs.map((r) => r.image), lbl_u: withTruth ? urefs.map((r) => r.truth!) : [] },
+  }
 }
 
 /** A worker error about one of a step's tensors (say `tensors.lbl_l.1`) names that tensor's file. */
 function nameFile(e: unknown, files: Record<string, string[]>): unknown {
-  const m = e instanceof WorkerError ? /^tensors\.(img_l|lbl_l|img_u)\.(\d+)$/.exec(e.path ?? '') : null
+  const m = e instanceof WorkerError ? /^tensors\.(img_l|lbl_l|img_u|lbl_u)\.(\d+)$/.exec(e.path ?? '') : null
   const file = m ? files[m[1]!]?.[Number(m[2])] : undefined
   if (!file) return e
   const err = new Error(`${file}: ${(e as WorkerError).message}`)

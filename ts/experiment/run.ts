@@ -295,7 +295,7 @@ export class Experiment extends EventEmitter {
    *  says; the next step is planned and on the wire while the workers compute this one. */
   private async train(run: RunState, recorder: Recorder | null): Promise<void> {
     const cfg = this.cfg
-    const pipe = new Pipeline(run.group, run.data, recorder, (plan, result) => this.stepDone(run, plan, result))
+    const pipe = new Pipeline(run.group, run.data, recorder, (plan, result) => this.stepDone(run, plan, result), cfg.log.pseudo_quality)
     // The state after the newest step sent and not yet checkpointed: what a stop request saves.
     let unsaved: DriverState | null = null
     for (let planned = run.state.step; planned < run.stopAt && this.stopReason === null; planned++) {

@@ -4,7 +4,7 @@
 import type { ConfigIssue } from '../config/errors.ts'
 import { listOf } from '../config/errors.ts'
 import { schemaIssues, type JsonSchema } from '../config/schema-issues.ts'
-import { LOSS_OPS, LOSS_REFS } from './ops.ts'
+import { ANALYSIS_ONLY, LOSS_OPS, LOSS_REFS } from './ops.ts'
 import { evaluate, scheduleTimes, type ScheduleOrNumber } from './schedule.ts'
 import type { LossSpec, LossTerm, ResolvedParams } from './spec.ts'
 
@@ -36,6 +36,8 @@ export function lossSpecIssues(spec: LossSpec, range: ScheduleRange, base = 'los
       if (space === 'term') {
         if (name === t.name) issues.push({ path: where, value: ref, expected: 'a term cannot read itself' })
         else if (!enabledNames.has(name)) issues.push({ path: where, value: ref, expected: `names no enabled term; enabled: ${listOf([...enabledNames])}` })
+      } else if ((ANALYSIS_ONLY as readonly string[]).includes(name)) {
+        issues.push({ path: where, value: ref, expected: 'is the unlabeled images\' ground truth, sent only to measure pseudo-label quality (log.pseudo_quality): no loss term may read it' })
       } else {
         const known: readonly string[] = LOSS_REFS[space as keyof typeof LOSS_REFS] ?? []
         if (!known.includes(name)) issues.push({ path: where, value: ref, expected: `names nothing; ${space}.* has ${listOf(known)}` })

@@ -52,5 +52,9 @@ export const LOSS_REFS = {
   batch: ['y_l', 'pseudo', 'conf', 'feat_label', 'feat_mask', 'feat_prob'],
 } as const
 
+/** Names of the unlabeled images' ground truth (the lbl_u.<i> tensors, the worker's truth_u): for
+ *  analysis only, never in the batch a loss reads; a reference to one is refused by name. */
+export const ANALYSIS_ONLY = ['lbl_u', 'truth_u', 'gt_u', 'y_u'] as const
+
 /** What a labeled-only step provides: a spec reading nothing else needs no unlabeled images. */
 export const LABELED_ONLY_REFS: readonly string[] = ['model.logits_l', 'batch.y_l']

@@ -1,5 +1,5 @@
 // A run's TensorBoard: the Experiment hands it every step, evaluation and recovery; it writes
-// scalars and, at each evaluation, picture strips of the first `log.val_images` val images
+// scalars, each rank's memory at each evaluation, and, at each evaluation, picture strips of the first `log.val_images` val images
 // (input | ground truth | prediction | σ², one σ² scale per evaluation) into the run directory.
 // The strips also go to `pictures/step-<n>/` for the HTML report.
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -35,6 +35,14 @@ export class RunBoard {
   /** The evaluation's scalars, and its picture strips (drawn by rank 0). */
   async eval(ev: EvalEvent, group: WorkerGroup, data: RunData): Promise<void> {
     this.writer?.scalars(ev.step, evalScalars(ev))
+    if (this.writer) {
+      // Each rank's memory (the GPU's when on one), at each evaluation: the pipeline is drained.
+      const stats = await group.all('stats', () => ({}))
+      this.writer.scalars(ev.step, Object.fromEntries(stats.flatMap((r, rank) => [
+        [`worker/rank${rank}/rss_mb`, r.body.rss_mb],
+        ...(r.body.cuda_allocated_mb === null ? [] : [[`worker/rank${rank}/cuda_allocated_mb`, r.body.cuda_allocated_mb]]),
+      ])))
+    }
     const n = Math.min(this.cfg.log.val_images, data.val.length)
     if (n === 0) return
     const strips = await valStrips(group, this.cfg, data, n, ev.model as 'teacher' | 'student')

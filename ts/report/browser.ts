@@ -25,7 +25,8 @@ export function findChrome(): string {
 }
 
 /** Load `htmlFile`, wait for the page to say it is ready, check it, optionally screenshot it. */
-export async function openReport(htmlFile: string, o: { screenshot?: string; width?: number } = {}): Promise<PageCheck> {
+/** `fullPage: false` keeps the screenshot to the first `height` pixels (default 900). */
+export async function openReport(htmlFile: string, o: { screenshot?: string; width?: number; height?: number; fullPage?: boolean } = {}): Promise<PageCheck> {
   const { default: puppeteer } = await import('puppeteer-core')
   const browser = await puppeteer.launch({
     executablePath: findChrome(), headless: true,
@@ -34,7 +35,7 @@ export async function openReport(htmlFile: string, o: { screenshot?: string; wid
   })
   try {
     const page = await browser.newPage()
-    await page.setViewport({ width: o.width ?? 1000, height: 900 })
+    await page.setViewport({ width: o.width ?? 1000, height: o.height ?? 900 })
     const errors: string[] = []
     page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()) })
     page.on('pageerror', (e) => errors.push(e instanceof Error ? e.message : String(e)))
@@ -53,7 +54,7 @@ export async function openReport(htmlFile: string, o: { screenshot?: string; wid
       const imgs = [...document.querySelectorAll('img')]
       return { charts, pictures: { loaded: imgs.filter((i) => i.complete && i.naturalWidth > 0).length, total: imgs.length }, tables: document.querySelectorAll('table.heat, table.compare').length }
     })()`) as Omit<PageCheck, 'errors'>
-    if (o.screenshot) await page.screenshot({ path: o.screenshot as `${string}.png`, fullPage: true })
+    if (o.screenshot) await page.screenshot({ path: o.screenshot as `${string}.png`, fullPage: o.fullPage ?? true })
     return { errors, ...found }
   } finally {
     await browser.close()

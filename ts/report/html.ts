@@ -17,6 +17,8 @@ export interface ReportRun {
     /** Loss weights and numeric params that change over the run (constant ones are left out). */
     schedules: Record<string, number[]>
     mask_ratio: number[]
+    /** Pseudo-labels against the unlabeled ground truth (log.pseudo_quality), series by name; null without it. */
+    quality: Record<string, Array<number | null>> | null
   }
   evals: { model: string; step: number[]; miou: number[]; iou: Array<Array<number | null>> }
   last: { step: number; miou: number } | null
@@ -103,13 +105,27 @@ function toReportRun(v: RunView): ReportRun {
       step: steps.map((s) => s.step), total: steps.map((s) => s.total),
       terms: Object.fromEntries(terms.map((t) => [t, steps.map((s) => s.losses[t]?.value ?? NaN)])),
       lr: steps.map((s) => s.lr), head_lr: steps.map((s) => s.head_lr), weak: steps.map((s) => s.weak_threshold),
-      schedules, mask_ratio: steps.map((s) => s.stats.mask_ratio),
+      schedules, mask_ratio: steps.map((s) => s.stats.mask_ratio), quality: qualitySeries(steps),
     },
     evals: { model: evals[0]?.model ?? 'teacher', step: evals.map((e) => e.step), miou: evals.map((e) => e.miou), iou: evals.map((e) => e.iou) },
     last: last && { step: last.step, miou: last.miou },
     best: best && { step: best.step, miou: best.miou, confusion: best.confusion ?? [] },
     pictures: v.pictures, recoveries: v.recoveries.length, wall_minutes: v.summary?.wall_minutes ?? null,
   }
+}
+
+function qualitySeries(steps: RunView['steps']): ReportRun['steps']['quality'] {
+  const first = steps.find((s) => s.pseudo_quality)?.pseudo_quality
+  if (!first) return null
+  const out: Record<string, Array<number | null>> = {
+    accuracy: steps.map((s) => s.pseudo_quality?.accuracy ?? null),
+    mIoU: steps.map((s) => s.pseudo_quality?.miou ?? null),
+  }
+  first.thresholds.forEach((t, i) => {
+    out[`coverage ≥ ${t}`] = steps.map((s) => s.pseudo_quality?.coverage[i] ?? null)
+    out[`accuracy ≥ ${t}`] = steps.map((s) => s.pseudo_quality?.accuracy_above[i] ?? null)
+  })
+  return out
 }
 
 function groupsOf(views: RunView[], runs: ReportRun[]): ReportGroup[] {

@@ -106,6 +106,9 @@ export function drawReport(data: ReportData): void {
         ...Object.entries(r.steps.schedules).map(([n, v]) => ({ label: n, values: v })),
       ])
       chart(sec, 'pseudo-labels: share of unlabeled pixels above the threshold', r.steps.step, [{ label: 'mask ratio', values: r.steps.mask_ratio }])
+      if (r.steps.quality) {
+        chart(sec, 'pseudo-labels against the unlabeled ground truth', r.steps.step, Object.entries(r.steps.quality).map(([n, v]) => ({ label: n, values: v })))
+      }
     }
     if (r.evals.step.length) {
       chart(sec, `mIoU (${r.evals.model})`, r.evals.step, [{ label: 'mIoU', values: r.evals.miou }])

@@ -24,6 +24,18 @@ export function stepScalars(ev: StepEvent): Record<string, number> {
   out['prcl/anchor_classes'] = s.anchor_classes
   if (Array.isArray(s.hard_pixels_per_class)) out['prcl/hard_pixels'] = s.hard_pixels_per_class.reduce((a, b) => a + b, 0)
   if (typeof s.grad_norm === 'number') out['train/grad_norm'] = s.grad_norm
+  const q = ev.pseudo_quality
+  if (q) {
+    // Against the unlabeled images' ground truth: how good the teacher's labels are, and how many
+    // pass each confidence threshold.
+    out['pseudo/accuracy'] = q.accuracy
+    out['pseudo/miou'] = q.miou
+    q.thresholds.forEach((t, i) => {
+      out[`pseudo/coverage@${t}`] = q.coverage[i]!
+      const a = q.accuracy_above[i]
+      if (typeof a === 'number') out[`pseudo/accuracy@${t}`] = a
+    })
+  }
   // Waiting for the images to decode, and computing (the rest of the worker's step).
   for (const [k, ms] of Object.entries(ev.time_ms)) out[`time_ms/${k}`] = ms
   if (typeof ev.time_ms.total === 'number') out['time_ms/compute'] = ev.time_ms.total - (ev.time_ms.decode ?? 0)

@@ -10,14 +10,14 @@ def step_inputs(body, tensors, decoded, device, num_classes, channels_last, dtyp
     """`dtype` is the network's: float32, or float64 in a process whose default dtype is double
     (the data-parallel equivalence test runs so, where float32 rounding would flip ReLUs)."""
     x_l, y_l = labeled(body, tensors, decoded, device, num_classes)
-    x_u = unlabeled(body, tensors, decoded, device)
+    x_u, truth_u = unlabeled(body, tensors, decoded, device)
     if x_l.dtype != dtype:
         x_l = x_l.to(dtype)
         x_u = None if x_u is None else x_u.to(dtype)
     if channels_last:
         x_l = x_l.contiguous(memory_format=torch.channels_last)
         x_u = None if x_u is None else x_u.contiguous(memory_format=torch.channels_last)
-    return x_l, y_l, x_u
+    return x_l, y_l, x_u, truth_u
 
 
 def labeled(body, tensors, decoded, device, num_classes):
@@ -49,19 +49,22 @@ def labeled(body, tensors, decoded, device, num_classes):
 
 
 def unlabeled(body, tensors, decoded, device):
-    """The unlabeled crop the teacher sees, or None when the request carries no unlabeled images."""
+    """(the unlabeled crop the teacher sees, its ground truth cropped alike when the request carries
+    one for analysis, else None), or (None, None) when the request carries no unlabeled images."""
     from .. import augment
 
     if decoded["img_u"]:
         imgs = [augment.normalize(t.to(device, non_blocking=True)) for t in decoded["img_u"]]
+        truth = [t.to(device, non_blocking=True) for t in decoded["lbl_u"]] if decoded.get("lbl_u") else None
         crop = per_image(body.get("unlabeled_crop") or [{}] * len(imgs), imgs, "unlabeled_crop")
-        return augment.augment_batch(imgs, None, None, crop)[0]
+        x_u, truth_u, _ = augment.augment_batch(imgs, truth, None, crop)
+        return x_u, truth_u
     if "x_u" not in tensors:
-        return None
+        return None, None
     x_u = _tensor(tensors, "x_u", torch.float32, 4, device)
     if body.get("unlabeled_crop"):
         x_u = augment.augment_batch(x_u, None, None, per_image(body["unlabeled_crop"], x_u, "unlabeled_crop"))[0]
-    return x_u
+    return x_u, None
 
 
 def per_image(params, x, name):

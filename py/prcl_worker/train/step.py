@@ -9,6 +9,7 @@ from .. import distributed
 from ..errors import Cancelled, InvalidArgument
 from . import forward, guard
 from .inputs import step_inputs
+from .quality import pseudo_quality
 from .runtime import ms_since, sync
 from .unlabeled import augment_unlabeled, pseudo_label
 
@@ -16,7 +17,7 @@ from .unlabeled import augment_unlabeled, pseudo_label
 def train_step(tr, body, tensors, decoded, prefetch, decode_ms, cancelled=lambda: False):
     times = {"decode": decode_ms}
     t0 = time.perf_counter()
-    x_l, y_l, x_u = step_inputs(body, tensors, decoded, tr.device, tr.num_classes, tr.channels_last, tr.dtype)
+    x_l, y_l, x_u, truth_u = step_inputs(body, tensors, decoded, tr.device, tr.num_classes, tr.channels_last, tr.dtype)
     needing = tr.graph.needing_unlabeled() if x_u is None else []
     if needing:
         raise InvalidArgument(f"loss terms {needing} need unlabeled images, but the request has none "
@@ -29,6 +30,7 @@ def train_step(tr, body, tensors, decoded, prefetch, decode_ms, cancelled=lambda
     # Put back if the step is skipped: the forwards' BatchNorm statistics (student, head, teacher).
     buffers = guard.BufferSnapshot(tr.net)
     policy = body["policy"]
+    quality = None
     if x_u is None:
         times["teacher_augment_u"] = 0.0
         t = time.perf_counter()
@@ -36,6 +38,8 @@ def train_step(tr, body, tensors, decoded, prefetch, decode_ms, cancelled=lambda
     else:
         t = time.perf_counter()
         pseudo, conf = pseudo_label(tr.net, x_u, policy, tr.optim.autocast)
+        if truth_u is not None:
+            quality = pseudo_quality(pseudo, conf, truth_u, tr.num_classes)
         x_u, pseudo, conf = augment_unlabeled(body, policy, x_u, pseudo, conf)
         sync(tr.device)
         times["teacher_augment_u"] = ms_since(t)
@@ -99,6 +103,8 @@ def train_step(tr, body, tensors, decoded, prefetch, decode_ms, cancelled=lambda
         "skipped": bool(bad),
         "non_finite": bad,
         "grad_scale": grad_scale,
+        # Against the unlabeled images' ground truth, when the driver sent it (analysis only).
+        "pseudo_quality": quality,
     }
 
 

@@ -101,6 +101,17 @@ export const Policy = Type.Object({
 const Losses = Type.Record(Type.String(), Type.Object({ value: Type.Number(), weight: Type.Number() }, Closed))
 const Timing = Type.Record(Type.String(), Type.Number())
 
+const PseudoQuality = Type.Object({
+  pixels: Count,
+  correct: Count,
+  thresholds: Type.Array(Type.Number({ minimum: 0, maximum: 1 }), { maxItems: 16 }),
+  // Per threshold: pixels whose confidence is at least it, and of those the correct ones.
+  confident: Type.Array(Count, { maxItems: 16 }),
+  confident_correct: Type.Array(Count, { maxItems: 16 }),
+  // Ground truth (rows) by pseudo-label (columns), row-major.
+  confusion: Type.Array(Count, { maxItems: 65536 }),
+}, Closed)
+
 export const trainingOps = {
   configure: op({
     doc: 'Build the model, teacher, optimizers and loss graph; replaces any earlier state.',
@@ -160,6 +171,9 @@ export const trainingOps = {
       // amp fp16: the grad scaler's scale after this step (halved after a step whose gradients
       // overflowed, which the scaler skips by its own rule); null otherwise.
       grad_scale: Type.Union([Type.Number(), Type.Null()]),
+      // The teacher's pseudo-labels against the unlabeled images' ground truth (sent as lbl_u.<i>
+      // for analysis only), counted over pixels with a class, summed over ranks; null without it.
+      pseudo_quality: Type.Union([PseudoQuality, Type.Null()]),
     }, Closed),
     tensors: 'any',
   }),
