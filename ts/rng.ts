@@ -28,6 +28,8 @@ export const STREAM = {
   split: 5,
   /** syntheticBatch's noise. */
   syntheticBatch: 6,
+  /** The fixed augmentation and mixing parameters of the unlabeled picture strips (ts/report/board.ts). */
+  pictures: 7,
 } as const
 
 export type StreamKey = (typeof STREAM)[keyof typeof STREAM]

@@ -16,6 +16,7 @@ from worker_calls import SCHEMAS, call
 
 from prcl_worker.errors import InvalidArgument
 from prcl_worker.graph import SpecError
+from prcl_worker.ops import REGISTRY
 from prcl_worker.replay import ReplayContext
 
 CLASSES, SIZE = 4, 33
@@ -328,3 +329,40 @@ def test_the_state_file_is_safetensors_and_the_earlier_torch_zip_still_loads(tmp
     assert call(a, "load", {"path": path})["step"] == call(b, "load", {"path": legacy})["step"] == 0
     assert state_mod.parameters_hash(a.state["trainer"].net) == state_mod.parameters_hash(b.state["trainer"].net)
     assert json.loads(meta)["__dict__"][0][0] == "format"
+
+
+def test_unlabeled_views_show_the_branch_and_change_nothing():
+    import io
+
+    from PIL import Image
+
+    ctx = configured()
+    tr = ctx.state["trainer"]
+    call(ctx, "train_step", body(0), batch(0))
+    imgs = {}
+    for i in range(2):
+        buf = io.BytesIO()
+        Image.fromarray((torch.rand(SIZE + 4, SIZE + 6, 3) * 255).byte().numpy()).save(buf, format="PNG")
+        imgs[f"img_u.{i}"] = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+    crop = [{"rescale": {"scale": 1.0, "top": 2, "left": 3, "crop_h": SIZE, "crop_w": SIZE}}] * 2
+    views_body = {"policy": body(1)["policy"], "unlabeled_crop": crop, "mix": [{"seed": 1}, {"seed": 2}]}
+    SCHEMAS.args["unlabeled_views"](views_body)
+    before = state(tr.net)
+    rng = torch.get_rng_state()
+    result, out = REGISTRY["unlabeled_views"].fn(ctx, views_body, imgs)
+    SCHEMAS.results["unlabeled_views"](result)
+    assert result == {"count": 2}
+    for i in range(2):
+        assert out[f"weak.{i}"].dtype == torch.uint8 and tuple(out[f"weak.{i}"].shape) == (SIZE, SIZE, 3)
+        assert tuple(out[f"mixed.{i}"].shape) == (SIZE, SIZE, 3)
+        assert out[f"pseudo.{i}"].dtype == torch.uint8 and int(out[f"pseudo.{i}"].max()) < CLASSES
+        assert 0 <= float(out[f"conf.{i}"].min()) and float(out[f"conf.{i}"].max()) <= 1
+        assert tuple(out[f"var.{i}"].shape) == (SIZE, SIZE)
+    # The teacher's crop is the image's pixels (round trip through normalisation).
+    import numpy as np
+    src = torch.from_numpy(np.array(Image.open(io.BytesIO(bytes(imgs["img_u.0"].numpy()))).convert("RGB")))
+    assert (out["weak.0"].int() - src[2:2 + SIZE, 3:3 + SIZE].int()).abs().max() <= 1
+    # Nothing of the run changed: parameters, buffers (train-mode BatchNorm), the torch RNG.
+    after = state(tr.net)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.equal(rng, torch.get_rng_state())

@@ -2,7 +2,8 @@
 // directory with its files, best/last evaluation, and a resumed run that equals an uninterrupted one.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { execFileSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { PY_DIR, ROOT } from '../../ts/paths.ts'
 import type { ExperimentConfig } from '../../ts/config/schema.ts'
@@ -83,7 +84,7 @@ describe('a run on the synthetic dataset', () => {
     const driven: StepEvent[] = []
     exp.on('step', (e: StepEvent) => driven.push(e))
     await exp.run()
-    const out = execFileSync(inject('python'), ['-m', 'prcl_worker.replay', record], { cwd: ROOT, env: { ...process.env, PYTHONPATH: PY_DIR }, encoding: 'utf8' })
+    const { stdout: out } = await promisify(execFile)(inject('python'), ['-m', 'prcl_worker.replay', record], { cwd: ROOT, env: { ...process.env, PYTHONPATH: PY_DIR }, encoding: 'utf8' })
     const replayed = out.trim().split('\n').map((l) => JSON.parse(l))
     expect(replayed.map((r) => r.step)).toEqual(driven.map((e) => e.step))
     expect(replayed.map((r) => [r.total, r.losses])).toEqual(driven.map((e) => [e.total, e.losses]))
@@ -104,7 +105,8 @@ describe('a run on the synthetic dataset', () => {
     expect(p.tensors['var.0']!.shape).toEqual([40, 40])
     // prcl predict: says which checkpoint and network; σ² as a heat map with its scale beside it.
     const out = join(dir, 'predicted')
-    const cli = execFileSync(process.execPath, [join(ROOT, 'ts/cli/prcl.mjs'), 'predict', '--run', runDir, '--out', out, '--var', '--model', 'student',
+    // Not execFileSync: a blocked event loop would miss the shared worker's heartbeats.
+    const { stdout: cli } = await promisify(execFile)(process.execPath, [join(ROOT, 'ts/cli/prcl.mjs'), 'predict', '--run', runDir, '--out', out, '--var', '--model', 'student',
       join(data, 'JPEGImages', 'synth_000000.jpg')], { encoding: 'utf8' })
     expect(cli).toMatch(new RegExp(`^checkpoint ${join(runDir, 'checkpoints', 'best')} \\(step ${summary.best.step}, epoch \\d+\\), student network$`, 'm'))
     const scale = JSON.parse(readFileSync(join(out, 'synth_000000.var.json'), 'utf8'))

@@ -57,7 +57,8 @@ describe('prcl report', () => {
     expect(page.charts).toHaveLength(3 * 6 + 2)
     expect(page.charts.filter((c) => c.title === 'pseudo-labels against the unlabeled ground truth')).toHaveLength(3)
     expect(page.charts.filter((c) => !c.drawn)).toEqual([])
-    expect(page.pictures).toEqual({ loaded: 3 * 2, total: 3 * 2 })
+    // Per run two val strips and two unlabeled ones.
+    expect(page.pictures).toEqual({ loaded: 3 * 4, total: 3 * 4 })
     // Comparison (groups, runs), and per run the IoU-per-evaluation and confusion tables.
     expect(page.tables).toBe(2 + 3 * 2)
   }, 120_000)

@@ -1,9 +1,10 @@
 // A run's TensorBoard event files, read back with the tensorboard package's own reader
 // (EventAccumulator): every step's scalars equal metrics.jsonl's, every evaluation's mIoU and
 // per-class IoU, and the picture strips (input | ground truth | prediction | σ²) as PNGs.
-import { execFileSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Experiment } from '../../ts/experiment/run.ts'
 import { EventWriter } from '../../ts/report/tensorboard.ts'
@@ -39,7 +40,8 @@ print(json.dumps({
   "scalars": {t: [[e.step, e.value] for e in ea.Scalars(t)] for t in tags["scalars"]},
   "images": {t: [[e.step, e.width, e.height, e.encoded_image_string[:8].hex()] for e in ea.Images(t)] for t in tags["images"]},
 }))`
-  return JSON.parse(execFileSync(python, ['-c', script, logdir], { encoding: 'utf8' }))
+  // Not execFileSync: a blocked event loop would miss the shared worker's heartbeats.
+  return JSON.parse((await promisify(execFile)(python, ['-c', script, logdir], { encoding: 'utf8' })).stdout)
 }
 
 describe('TensorBoard event files', () => {
@@ -71,6 +73,10 @@ describe('TensorBoard event files', () => {
     // Two strips per evaluation, four 40-pixel panels wide with 2-pixel gaps, PNG-encoded.
     for (const i of [0, 1]) {
       expect(tb.images[`val/${i}`]).toEqual(evals.map((e) => [e.step, 4 * 40 + 3 * 2, 40, '89504e470d0a1a0a']))
+    }
+    // And two unlabeled images through the unlabeled branch: six 32-pixel panels (the crop).
+    for (const i of [0, 1]) {
+      expect(tb.images[`unlabeled/${i}`]).toEqual(evals.map((e) => [e.step, 6 * 32 + 5 * 2, 32, '89504e470d0a1a0a']))
     }
     const last = join(runDir, 'pictures', `step-${evals.at(-1).step}`)
     expect(JSON.parse(readFileSync(join(last, 'pictures.json'), 'utf8'))).toMatchObject({ model: 'teacher', images: [{ file: 'val-0.png' }, { file: 'val-1.png' }] })

@@ -402,7 +402,7 @@ export class Experiment extends EventEmitter {
     run.progress?.evaluated(step)
     run.last = ev
     appendLine(run.metrics, ev)
-    await this.board?.eval(ev, run.group, run.data)
+    await this.board?.eval(ev, run.group, run.data, run.perEpoch)
     this.emit('eval', ev)
     if (!run.state.best || ev.miou > run.state.best.miou) {
       run.state.best = { miou: ev.miou, step, epoch: ev.epoch }

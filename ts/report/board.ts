@@ -1,20 +1,20 @@
 // A run's TensorBoard: the Experiment hands it every step, evaluation and recovery; it writes
-// scalars, each rank's memory at each evaluation, and, at each evaluation, picture strips of the first `log.val_images` val images
-// (input | ground truth | prediction | σ², one σ² scale per evaluation) into the run directory.
+// scalars, each rank's memory at each evaluation, and, at each evaluation, picture strips of the
+// first `log.val_images` val images (input | ground truth | prediction | σ², one σ² scale per
+// evaluation) and as many unlabeled images through the unlabeled branch (weak view | pseudo-label |
+// confidence | mixed input | mixed label | σ²) into the run directory.
 // The strips also go to `pictures/step-<n>/` for the HTML report.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { ExperimentConfig } from '../config/schema.ts'
-import { readSample } from '../data/dataset.ts'
-import { decodeLabelPng } from '../data/png-decode.ts'
 import type { RunData } from '../experiment/data.ts'
 import type { EvalEvent } from '../experiment/evaluate.ts'
 import type { StepEvent } from '../experiment/metrics-log.ts'
 import type { Recovery } from '../experiment/recovery.ts'
-import { bytesTensor } from '../wire/tensor.ts'
+import { readsOnlyLabeled } from '../loss/spec.ts'
 import type { WorkerGroup } from '../worker/group.ts'
-import { paletteFor, strip, type Strip } from './pictures.ts'
 import { evalScalars, stepScalars } from './scalars.ts'
+import { UNLABELED_PANELS, unlabeledStrips, valStrips } from './strips.ts'
 import { EventWriter } from './tensorboard.ts'
 
 export class RunBoard {
@@ -33,7 +33,7 @@ export class RunBoard {
   }
 
   /** The evaluation's scalars, and its picture strips (drawn by rank 0). */
-  async eval(ev: EvalEvent, group: WorkerGroup, data: RunData): Promise<void> {
+  async eval(ev: EvalEvent, group: WorkerGroup, data: RunData, perEpoch: number): Promise<void> {
     this.writer?.scalars(ev.step, evalScalars(ev))
     if (this.writer) {
       // Each rank's memory (the GPU's when on one), at each evaluation: the pipeline is drained.
@@ -46,34 +46,20 @@ export class RunBoard {
     const n = Math.min(this.cfg.log.val_images, data.val.length)
     if (n === 0) return
     const strips = await valStrips(group, this.cfg, data, n, ev.model as 'teacher' | 'student')
+    const nu = readsOnlyLabeled(this.cfg.loss) ? 0 : Math.min(this.cfg.log.val_images, data.unlabeled.length)
+    const views = nu ? await unlabeledStrips(group, this.cfg, data, nu, ev.step, perEpoch) : []
     const dir = join(this.runDir, 'pictures', `step-${ev.step}`)
     mkdirSync(dir, { recursive: true })
     strips.forEach((s, i) => writeFileSync(join(dir, `val-${i}.png`), s.png))
+    views.forEach((s, i) => writeFileSync(join(dir, `unlabeled-${i}.png`), s.png))
     writeFileSync(join(dir, 'pictures.json'), JSON.stringify({
       step: ev.step, model: ev.model, panels: ['input', 'ground truth', 'prediction', 'σ²'], var_max: strips[0]?.varMax ?? 0,
       images: data.val.slice(0, n).map((r, i) => ({ file: `val-${i}.png`, image: r.image })),
+      unlabeled_panels: UNLABELED_PANELS, unlabeled_var_max: views[0]?.varMax ?? 0,
+      unlabeled: data.unlabeled.slice(0, nu).map((r, i) => ({ file: `unlabeled-${i}.png`, image: r.image })),
     }, null, 2))
-    this.writer?.images(ev.step, Object.fromEntries(strips.map((s, i) => [`val/${i}`, s])))
+    this.writer?.images(ev.step, Object.fromEntries([
+      ...strips.map((s, i) => [`val/${i}`, s] as const), ...views.map((s, i) => [`unlabeled/${i}`, s] as const),
+    ]))
   }
-}
-
-/** Strips of the first `n` val images: the worker predicts classes and σ² and hands back the image
- *  as it decoded it; labels are read here (through the dataset's label LUT). */
-async function valStrips(group: WorkerGroup, cfg: ExperimentConfig, data: RunData, n: number, model: 'teacher' | 'student'): Promise<Array<Strip & { varMax: number }>> {
-  const refs = data.val.slice(0, n)
-  const samples = await Promise.all(refs.map((r) => readSample(r)))
-  const tensors = Object.fromEntries(samples.map((s, i) => [`img.${i}`, bytesTensor(s.image)]))
-  const r = await group.call(0, 'predict', { model, outputs: ['classes', 'var', 'image'] }, { tensors, timeoutMs: 600_000 })
-  const lut = data.dataset.labelLut
-  const palette = paletteFor(cfg.data.dataset)
-  const vars = refs.map((_, i) => r.tensors[`var.${i}`]!.data as Float32Array)
-  const varMax = Math.max(0, ...vars.map((v) => v.reduce((m, x) => (x > m ? x : m), 0)))
-  return refs.map((ref, i) => {
-    const image = r.tensors[`image.${i}`]!
-    const [height, width] = image.shape as [number, number, number]
-    const raw = samples[i]!.label ? decodeLabelPng(samples[i]!.label!, ref.label!).data : null
-    const labels = raw && lut ? raw.map((v) => lut[v]!) : raw
-    const pred = r.tensors[`classes.${i}`]!.data as Uint8Array
-    return { ...strip({ width, height, image: image.data as Uint8Array, labels, pred, variance: vars[i]!, varMax, palette }), varMax }
-  })
 }

@@ -127,14 +127,21 @@ export function drawReport(data: ReportData): void {
       const p = r.pictures
       const box = el('div', { class: 'pictures' })
       box.appendChild(el('h3', {}, `validation images at step ${p.step}: ${p.panels.join(' | ')} (σ² from 0 to ${p.var_max.toPrecision(3)})`))
-      for (const im of p.images) {
-        const fig = el('figure')
-        const img = el('img', { src: im.src, alt: im.image }) as HTMLImageElement
-        // Small strips drawn larger (pixelated), never wider than the page.
-        img.onload = () => { img.style.width = `${Math.min(width, img.naturalWidth * Math.max(1, Math.floor(480 / img.naturalWidth)))}px` }
-        fig.appendChild(img)
-        fig.appendChild(el('figcaption', {}, im.image))
-        box.appendChild(fig)
+      const figures = (list: Array<{ src: string; image: string }>) => {
+        for (const im of list) {
+          const fig = el('figure')
+          const img = el('img', { src: im.src, alt: im.image }) as HTMLImageElement
+          // Small strips drawn larger (pixelated), never wider than the page.
+          img.onload = () => { img.style.width = `${Math.min(width, img.naturalWidth * Math.max(1, Math.floor(480 / img.naturalWidth)))}px` }
+          fig.appendChild(img)
+          fig.appendChild(el('figcaption', {}, im.image))
+          box.appendChild(fig)
+        }
+      }
+      figures(p.images)
+      if (p.unlabeled.length) {
+        box.appendChild(el('h3', {}, `unlabeled images through the unlabeled branch at step ${p.step}: ${p.unlabeled_panels.join(' | ')} (confidence 0 to 1, σ² 0 to ${p.unlabeled_var_max.toPrecision(3)})`))
+        figures(p.unlabeled)
       }
       sec.appendChild(box)
     }

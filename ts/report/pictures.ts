@@ -1,6 +1,5 @@
-// Picture strips of a few fixed validation images at an evaluation — input | ground truth |
-// prediction | σ² — as RGB PNGs for TensorBoard and the report. Class colours are the dataset's
-// palette; σ² is drawn on one scale for every strip of an evaluation (its range is returned).
+// Picture strips — panels side by side as one RGB PNG — for TensorBoard and the report: class maps
+// in the dataset's palette, confidence and σ² as heat maps on one scale per evaluation.
 import { encodeRgbPng, vocPalette } from '../data/png.ts'
 
 export interface Strip { png: Uint8Array; width: number; height: number }
@@ -22,34 +21,33 @@ const CITYSCAPES = [
 /** Colour stops of the σ² heat map (low → high), viridis-like. */
 const HEAT = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]]
 
-/** One strip: the panels side by side with a 2-pixel white gap. `labels` and `pred` are class
- *  indices (255 = ignore, drawn white); `variance` is drawn between 0 and `varMax`. */
-export function strip(o: {
-  width: number; height: number; image: Uint8Array; labels: Uint8Array | null; pred: Uint8Array
-  variance: Float32Array | null; varMax: number; palette: Uint8Array
-}): Strip {
-  const { width: w, height: h } = o
-  const panels: Array<(i: number, out: Uint8Array, at: number) => void> = [
-    (i, out, at) => out.set(o.image.subarray(i * 3, i * 3 + 3), at),
-  ]
-  const classes = (src: Uint8Array) => (i: number, out: Uint8Array, at: number) => {
-    const k = src[i]!
-    if (k === 255) out.set([255, 255, 255], at)
-    else out.set(o.palette.subarray(k * 3, k * 3 + 3), at)
-  }
-  if (o.labels) panels.push(classes(o.labels))
-  panels.push(classes(o.pred))
-  const v = o.variance
-  if (v) panels.push((i, out, at) => out.set(heat(o.varMax > 0 ? v[i]! / o.varMax : 0), at))
+/** A panel of a strip: an RGB image, class indices (255 = ignore, drawn white) in the palette's
+ *  colours, or values drawn as a heat map between 0 and `max`. */
+export type Panel =
+  | { kind: 'rgb'; data: Uint8Array }
+  | { kind: 'classes'; data: Uint8Array }
+  | { kind: 'heat'; data: Float32Array; max: number }
+
+/** The panels (each `width` × `height`) side by side with a 2-pixel white gap. */
+export function strip(o: { width: number; height: number; panels: Panel[]; palette: Uint8Array }): Strip {
+  const { width: w, height: h, panels } = o
   const gap = 2
   const width = panels.length * w + (panels.length - 1) * gap
   const rgb = new Uint8Array(width * h * 3).fill(255)
-  for (let y = 0; y < h; y++) {
-    for (let p = 0; p < panels.length; p++) {
-      const x0 = p * (w + gap)
-      for (let x = 0; x < w; x++) panels[p]!(y * w + x, rgb, (y * width + x0 + x) * 3)
+  panels.forEach((p, n) => {
+    const x0 = n * (w + gap)
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const i = y * w + x
+        const at = (y * width + x0 + x) * 3
+        if (p.kind === 'rgb') rgb.set(p.data.subarray(i * 3, i * 3 + 3), at)
+        else if (p.kind === 'classes') {
+          const k = p.data[i]!
+          rgb.set(k === 255 ? [255, 255, 255] : o.palette.subarray(k * 3, k * 3 + 3), at)
+        } else rgb.set(heat(p.max > 0 ? p.data[i]! / p.max : 0), at)
+      }
     }
-  }
+  })
   return { png: encodeRgbPng(width, h, rgb), width, height: h }
 }
 

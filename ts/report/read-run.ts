@@ -17,7 +17,11 @@ export interface RunView {
   recoveries: Recovery[]
   summary: { steps: number; wall_minutes: number; stopped?: string | null } | null
   /** The newest evaluation's strips, as PNG data URLs, and what their panels are. */
-  pictures: { step: number; panels: string[]; var_max: number; images: Array<{ src: string; image: string }> } | null
+  pictures: {
+    step: number; panels: string[]; var_max: number; images: Array<{ src: string; image: string }>
+    /** The unlabeled images through the unlabeled branch (none for a labeled-only run). */
+    unlabeled_panels: string[]; unlabeled_var_max: number; unlabeled: Array<{ src: string; image: string }>
+  } | null
 }
 
 export function readRun(dirArg: string): RunView {
@@ -47,12 +51,18 @@ function newestPictures(dir: string): RunView['pictures'] {
   if (!existsSync(root)) return null
   const steps = readdirSync(root).map((d) => /^step-(\d+)$/.exec(d)).filter((m) => m !== null).map((m) => Number(m[1])).sort((a, b) => b - a)
   for (const step of steps) {
-    const meta = readJson(join(root, `step-${step}`, 'pictures.json')) as { panels: string[]; var_max: number; images: Array<{ file: string; image: string }> } | null
+    type Listed = Array<{ file: string; image: string }>
+    const meta = readJson(join(root, `step-${step}`, 'pictures.json')) as {
+      panels: string[]; var_max: number; images: Listed; unlabeled_panels?: string[]; unlabeled_var_max?: number; unlabeled?: Listed
+    } | null
     if (!meta) continue
-    const images = meta.images.filter((im) => existsSync(join(root, `step-${step}`, im.file))).map((im) => ({
+    const inline = (list: Listed) => list.filter((im) => existsSync(join(root, `step-${step}`, im.file))).map((im) => ({
       src: `data:image/png;base64,${readFileSync(join(root, `step-${step}`, im.file)).toString('base64')}`, image: im.image,
     }))
-    return { step, panels: meta.panels, var_max: meta.var_max, images }
+    return {
+      step, panels: meta.panels, var_max: meta.var_max, images: inline(meta.images),
+      unlabeled_panels: meta.unlabeled_panels ?? [], unlabeled_var_max: meta.unlabeled_var_max ?? 0, unlabeled: inline(meta.unlabeled ?? []),
+    }
   }
   return null
 }

@@ -148,6 +148,18 @@ def predict(ctx, body, tensors):
     return {"shape": list(x.shape)}, out
 
 
+def prepare_views_inputs(body, tensors):
+    from ..inputs import decode_images
+    return decode_images(tensors, "img_u")
+
+
+@register("unlabeled_views", tensors="any", prepare=prepare_views_inputs)
+def unlabeled_views(ctx, body, tensors):
+    from ..train.views import unlabeled_views as views
+    trainer = _trainer(ctx)
+    return views(trainer, body, ctx.prepared(lambda: prepare_views_inputs(body, tensors)))
+
+
 @register("save")
 def save(ctx, body, tensors):
     from ..paths import check

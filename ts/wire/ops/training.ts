@@ -177,6 +177,17 @@ export const trainingOps = {
     }, Closed),
     tensors: 'any',
   }),
+  unlabeled_views: op({
+    doc: "For pictures: what the unlabeled branch does to encoded images img_u.<i> under the given plan parameters — weak.<i> (the teacher's crop, uint8 [H,W,3]), pseudo.<i> (uint8, 255 = ignore), conf.<i>, mixed.<i> (the student's input, uint8 [h,w,3]), mixed_label.<i>, var.<i> (the student's σ²). Changes nothing of the run; the mixing partner is taken among these images.",
+    args: Type.Object({
+      policy: Policy,
+      unlabeled_crop: Type.Optional(Type.Array(ImageAug, { maxItems: 64 })),
+      unlabeled_aug: Type.Optional(Type.Array(ImageAug, { maxItems: 64 })),
+      mix: Type.Optional(Type.Array(Type.Object({ seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1 })), box: Type.Optional(Box) }, Closed), { maxItems: 64 })),
+    }, Closed),
+    result: Type.Object({ count: Count }, Closed),
+    tensors: 'any',
+  }),
   eval_step: op({
     doc: 'Confusion matrix [C,C] (rows = truth) of a network on x [B,3,H,W] against y [B,H,W], or on encoded images img.<i> with labels lbl.<i> (each at its own size).',
     args: Type.Object({
