@@ -80,6 +80,33 @@ describe('close() while a dead worker is being replaced', () => {
   })
 })
 
+describe('a worker started with --connect', () => {
+  it('says hello to each driver that binds its endpoint in turn', async () => {
+    const { spawn } = await import('node:child_process')
+    const { mkdtempSync, rmSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const { PY_DIR, ROOT, SCHEMAS_DIR } = await import('../../ts/paths.ts')
+    const dir = mkdtempSync(join(tmpdir(), 'prcl-reattach-'))
+    const endpoint = `ipc://${join(dir, 'w.sock')}`
+    const child = spawn((await findPython()).python, ['-m', 'prcl_worker', '--connect', endpoint, '--parent-pid', String(process.pid),
+      '--device', 'cpu', '--quiet', '--schemas', SCHEMAS_DIR], { cwd: ROOT, env: { ...process.env, PYTHONPATH: PY_DIR }, stdio: 'ignore' })
+    try {
+      const instances = new Set<string>()
+      for (let i = 0; i < 4; i++) {
+        const w = await Worker.attach(endpoint, { log: 'silent', startTimeoutMs: 60_000 })
+        instances.add(w.hello.instance)
+        expect((await w.call('ping', { payload: i })).body).toEqual({ pong: true, payload: i })
+        await w.close()
+      }
+      expect(instances.size).toBe(1)
+    } finally {
+      child.kill('SIGKILL')
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 120_000)
+})
+
 describe('a frozen worker', () => {
   it('is declared lost after three missed heartbeats, killed, and replaced on the next call', async () => {
     const w = await start({ heartbeatMs: 300 })
