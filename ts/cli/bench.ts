@@ -7,7 +7,7 @@ import { parseCommand } from './args.ts'
 import { bench as BENCH } from './commands.ts'
 import { UsageError } from './usage.ts'
 
-const NAMES = ['wire', 'prcl-loss', 'step', 'overhead', 'ddp'] as const
+const NAMES = ['wire', 'prcl-loss', 'step', 'overhead', 'ddp', 'gpu-inputs'] as const
 
 export async function bench(args: string[]): Promise<number> {
   const { values, positionals } = parseCommand(BENCH, args)
@@ -34,6 +34,11 @@ export async function bench(args: string[]): Promise<number> {
     const { ddpBench, ddpTable } = await import('../bench/ddp.ts')
     const r = await ddpBench({ steps: values.steps })
     ;[result, table] = [r, ddpTable(r)]
+  } else if (name === 'gpu-inputs') {
+    // Not a measurement: the inputs bench/gpu-check.sh reads on a machine without Node.
+    const { writeGpuInputs } = await import('../bench/gpu-inputs.ts')
+    const path = writeGpuInputs()
+    ;[result, table] = [{ path }, `wrote ${path}`]
   } else {
     throw new UsageError(`unknown benchmark '${name ?? ''}' (available: ${NAMES.join(', ')})`, 'bench')
   }

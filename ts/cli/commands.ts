@@ -159,7 +159,7 @@ export const repl = command({
 
 export const bench = command({
   name: 'bench',
-  summary: 'benchmarks: wire, prcl-loss, step, overhead, ddp (results in bench/results/)',
+  summary: 'benchmarks: wire, prcl-loss, step, overhead, ddp (results in bench/results/); gpu-inputs writes bench/gpu/inputs.json',
   positionals: 'NAME',
   positionalsRequired: true,
   options: {
