@@ -1,7 +1,7 @@
 // `prcl bench gpu-inputs`: what bench/gpu_check.py needs on a GPU machine without Node — each
 // case's configure settings and its train_step arguments, resolved here by the driver's own code —
 // written to bench/gpu/inputs.json (checked in; regenerate after changing presets or the wire).
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { preset } from '../config/presets.ts'
 import { workerSettings } from '../experiment/settings.ts'
@@ -30,6 +30,7 @@ export function gpuInputs() {
 
 export function writeGpuInputs(): string {
   const path = join(ROOT, 'bench', 'gpu', 'inputs.json')
+  mkdirSync(join(ROOT, 'bench', 'gpu'), { recursive: true })
   writeFileSync(path, JSON.stringify(gpuInputs()) + '\n')
   return path
 }
