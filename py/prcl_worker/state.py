@@ -95,9 +95,16 @@ def safe_torch_load(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def is_safetensors(path):
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= 100 << 20
+
+
 def _read_state_file(path):
     """{format, meta, tensors} of a state file: safetensors, or the earlier torch zip."""
-    if zipfile.is_zipfile(path):
+    if not is_safetensors(path):
         return safe_torch_load(path)
     with safetensors.safe_open(path, framework="pt", device="cpu") as f:
         meta = f.metadata() or {}

@@ -284,20 +284,6 @@ export async function newestCheckpoint(runDir: string, warn: (line: string) => v
   return newest(found)
 }
 
-/** newestCheckpoint, synchronously: it blocks the event loop while it hashes (about 1 s per GB),
- *  so a running worker may miss heartbeats on a large checkpoint; prefer newestCheckpoint. */
-export function findCheckpoint(runDir: string, warn: (line: string) => void = () => undefined): LoadedCheckpoint | null {
-  const found: LoadedCheckpoint[] = []
-  for (const dir of present(runDir, warn)) {
-    try {
-      found.push(readCheckpoint(dir))
-    } catch (e) {
-      warn(`warning: skipped checkpoint ${dir}: ${(e as Error).message}`)
-    }
-  }
-  return newest(found)
-}
-
 /** The candidates that exist and have a manifest. */
 function present(runDir: string, warn: (line: string) => void): string[] {
   return checkpointCandidates(runDir).filter((dir) => {

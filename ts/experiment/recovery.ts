@@ -3,7 +3,7 @@
 // is seeded and checkpointed, so the finished model equals an uninterrupted run's. Each recovery
 // is a `recovery` line in metrics.jsonl and listed in summary.json.
 import { existsSync, readFileSync } from 'node:fs'
-import { DeadlineError, WorkerDiedError } from '../wire/errors.ts'
+import { DeadlineError, messageOf, WorkerDiedError } from '../wire/errors.ts'
 import { WorkerGroupError } from '../worker/group-issues.ts'
 
 /** One recovery, as logged. `step`: the checkpoint's step the run continued from (its steps after
@@ -49,8 +49,4 @@ export function checkRestartsLeft(e: unknown, o: { maxRestarts: number; newestSt
 export function recoveriesFrom(metrics: string): Recovery[] {
   if (!existsSync(metrics)) return []
   return readFileSync(metrics, 'utf8').split('\n').filter((l) => l.includes('"type":"recovery"')).map((l) => JSON.parse(l) as Recovery)
-}
-
-export function messageOf(e: unknown): string {
-  return e instanceof Error ? e.message : String(e)
 }

@@ -3,6 +3,7 @@
 // chromium / google-chrome on PATH.
 import { spawnSync } from 'node:child_process'
 import { pathToFileURL } from 'node:url'
+import { messageOf } from '../wire/errors.ts'
 
 export interface PageCheck {
   /** Console errors and uncaught exceptions, in order. */
@@ -38,7 +39,7 @@ export async function openReport(htmlFile: string, o: { screenshot?: string; wid
     await page.setViewport({ width: o.width ?? 1000, height: o.height ?? 900 })
     const errors: string[] = []
     page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()) })
-    page.on('pageerror', (e) => errors.push(e instanceof Error ? e.message : String(e)))
+    page.on('pageerror', (e) => errors.push(messageOf(e)))
     await page.goto(pathToFileURL(htmlFile).href, { waitUntil: 'load' })
     await page.waitForFunction('window.reportReady === true', { timeout: 30_000 }).catch(() => errors.push('the page never said it was ready (window.reportReady)'))
     const found = await page.evaluate(`(() => {

@@ -54,3 +54,8 @@ export class ProtocolError extends Error {
 export class ClosedError extends Error {
   override name = 'ClosedError'
 }
+
+/** An error's message, or the thrown value as text. */
+export function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e)
+}

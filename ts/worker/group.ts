@@ -9,7 +9,7 @@ import { createServer } from 'node:net'
 import type { CallOptions, CallResult } from '../wire/connection.ts'
 import type { Hello } from '../wire/envelope.ts'
 import type { Hub } from '../wire/hub.ts'
-import { ClosedError, WorkerDiedError } from '../wire/errors.ts'
+import { ClosedError, messageOf, WorkerDiedError } from '../wire/errors.ts'
 import type { OpArgs, OpName, OpResult } from '../wire/ops/index.ts'
 import { groupHelloIssues, WorkerGroupError } from './group-issues.ts'
 import { gatherRanks, type RemoteOptions } from './remote.ts'
@@ -170,8 +170,4 @@ function freePort(host: string): Promise<number> {
 
 function delay(ms: number): Promise<void> {
   return new Promise((r) => { const t = setTimeout(r, ms); t.unref() })
-}
-
-function messageOf(e: unknown): string {
-  return e instanceof Error ? e.message : String(e)
 }

@@ -6,7 +6,6 @@ a torch file as torchvision publishes it, e.g. ``resnet101-63fe2227.pth``, read 
 ``num_batches_tracked`` entries (old torchvision files) is accepted; those counters load as 0.
 """
 
-import inspect
 import os
 from collections.abc import Mapping
 
@@ -18,21 +17,14 @@ from .backbone import ResNetTrunk
 _MAX_LISTED = 10
 
 
-def _supports_weights_only():
-    try:
-        return "weights_only" in inspect.signature(torch.load).parameters
-    except (TypeError, ValueError):  # pragma: no cover - signature unavailable
-        return False
-
-
 def read_state_dict(path):
-    """Read a plain state dict from ``path`` on the CPU (``weights_only=True`` where supported)."""
+    """Read a plain state dict from ``path`` on the CPU: safetensors, or a torch file (weights only)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"backbone weights file not found: {path}")
-    from ..state import safe_torch_load
+    from ..state import is_safetensors, safe_torch_load
     try:
-        if _is_safetensors(path):
+        if is_safetensors(path):
             obj = safetensors.torch.load_file(path, device="cpu")
         else:
             # weights_only (a foreign pickle never runs code here), TorchScript archives refused.
@@ -49,13 +41,6 @@ def read_state_dict(path):
                          f"(parameter name -> tensor); non-tensor entries: "
                          f"{', '.join(map(str, bad[:_MAX_LISTED]))}")
     return obj
-
-
-def _is_safetensors(path):
-    """A safetensors file: an 8-byte little-endian header length, then the JSON header."""
-    with open(path, "rb") as f:
-        head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= 100 << 20
 
 
 def _trunks(model):
