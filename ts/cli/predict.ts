@@ -39,7 +39,7 @@ export async function predictCommand(args: string[]): Promise<number> {
   const model = values.model
   checkRunDir(values.run, values.checkpoint)
   const images = readImages(positionals)
-  const { worker, checkpoint } = await loadCheckpointWorker(values.run, values.checkpoint, undefined, values.python)
+  const { worker, checkpoint } = await loadCheckpointWorker(values.run, values.checkpoint, { python: values.python })
   const palette = paletteFor(checkpoint.config.data.dataset)
   console.log(`checkpoint ${checkpoint.dir} (step ${checkpoint.state.step}, epoch ${checkpoint.state.epoch}), ${model} network`)
   try {

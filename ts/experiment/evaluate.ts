@@ -109,17 +109,22 @@ export function assertReplicas(ev: ReplicaEvent): void {
  *  run with several ranks, rank 0's state: evaluation and prediction need no group). The worker
  *  runs on `python` or this environment's interpreter, never the one the run's config names (a
  *  run directory does not choose the program that runs). */
-export async function loadCheckpointWorker(runDir: string, which: string, worker?: Worker, python?: string) {
+export async function loadCheckpointWorker(runDir: string, which: string, o: { worker?: Worker; python?: string } = {}) {
   const ck = await verifyCheckpoint(join(runDir, 'checkpoints', which))
-  const w = worker ?? await Worker.start({ python, device: ck.config.worker.device, log: 'silent' })
-  await w.call('configure', workerSettings(ck.config, { runDir: ck.dir }), { timeoutMs: 600_000 })
-  await w.call('load', { path: ck.workerFile }, { timeoutMs: 600_000 })
-  return { worker: w, checkpoint: ck, owned: !worker }
+  const w = o.worker ?? await Worker.start({ python: o.python, device: ck.config.worker.device, log: 'silent' })
+  try {
+    await w.call('configure', workerSettings(ck.config, { runDir: ck.dir }), { timeoutMs: 600_000 })
+    await w.call('load', { path: ck.workerFile }, { timeoutMs: 600_000 })
+  } catch (e) {
+    if (!o.worker) await w.close()
+    throw e
+  }
+  return { worker: w, checkpoint: ck, owned: !o.worker }
 }
 
 /** Evaluate a saved checkpoint on the run's val split, with both networks when asked. */
 export async function evaluateCheckpoint(runDir: string, o: { which?: string; models?: Array<'teacher' | 'student'>; worker?: Worker; python?: string } = {}) {
-  const { worker, checkpoint, owned } = await loadCheckpointWorker(runDir, o.which ?? 'best', o.worker, o.python)
+  const { worker, checkpoint, owned } = await loadCheckpointWorker(runDir, o.which ?? 'best', o)
   try {
     // The val images and labels checked first (a label value outside the classes would otherwise
     // drop out of the confusion matrix without a word).

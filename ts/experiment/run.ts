@@ -12,6 +12,7 @@ import { evaluatesAfter, planStep, type Generators, type PlanData, type StepPlan
 import { progressAt, stepsPerEpoch } from '../policy/progress.ts'
 import { loadDriverKeys, type CurveServer, type RefusedPeer } from '../wire/curve.ts'
 import type { Hello } from '../wire/envelope.ts'
+import { messageOf } from '../wire/errors.ts'
 import type { OpResult } from '../wire/ops/index.ts'
 import { WorkerGroup } from '../worker/group.ts'
 import type { Worker } from '../worker/worker.ts'
@@ -24,7 +25,7 @@ import { appendLine, cutMetrics, evalsFromMetrics, loggedSteps, stepEvent, type 
 import { Progress } from './progress.ts'
 import { Pipeline } from './pipeline.ts'
 import { Recorder } from './record.ts'
-import { checkRestartsLeft, isRecoverable, messageOf, recoveriesFrom, type Recovery } from './recovery.ts'
+import { checkRestartsLeft, isRecoverable, recoveriesFrom, type Recovery } from './recovery.ts'
 import {
   checkConfigChanges, checkDataIdentity, configChanges, createRunDirectory, describeChange, existingRun, isRunDirectory,
   lockRunDirectory, RUN_FILES, runIdentity, type RunLock,
@@ -232,11 +233,9 @@ export class Experiment extends EventEmitter {
   private async runLocked(data: RunData): Promise<RunSummary> {
     const owned = !this.opts.worker && !this.opts.group
     const recorder = this.opts.record ? new Recorder(this.opts.record) : null
-    let group: WorkerGroup | null = null
     const recoveries: Recovery[] = []
     try {
-      group = await this.openGroup()
-      let run = await this.start(group, data, recorder)
+      let run = await this.start(await this.openGroup(), data, recorder)
       this.began = true
       this.board = new RunBoard(this.dir, this.cfg)
       for (;;) {
@@ -244,33 +243,37 @@ export class Experiment extends EventEmitter {
           await this.train(run, recorder)
           return this.summarize(run)
         } catch (e) {
-          const failed = run.done
-          const failedGroup = group
-          this.checkRecoverable(e, owned, recoveries, failed)
-          // Start the workers again and continue from the newest valid checkpoint: every draw is
-          // seeded and checkpointed, so the run goes on as if nothing had happened.
-          await failedGroup.close()
-          const ck = await newestCheckpoint(this.dir, (l) => this.log(l))
-          const from = ck?.state.step ?? 0
-          const recovery: Recovery = { type: 'recovery', step: from, failed_after: failed, attempt: recoveries.length + 1, reason: messageOf(e), checkpoint: ck?.dir ?? null, time: new Date().toISOString() }
-          recoveries.push(recovery)
-          this.log(`recovery ${recovery.attempt}: ${recovery.reason}; starting the workers again and continuing from ${ck ? `${ck.dir} (step ${from})` : 'step 0 (no checkpoint yet)'}`)
-          cutMetrics(join(this.dir, 'metrics.jsonl'), from)
-          appendLine(join(this.dir, 'metrics.jsonl'), recovery)
-          this.emit('recovery', recovery)
-          this.board?.recovery(recovery)
-          this.guard = null
-          this.resumeFrom = ck
-          this.lastSaved = null
-          group = null
-          group = await this.openGroup()
-          run = await this.start(group, data, recorder, ck, true)
+          this.checkRecoverable(e, owned, recoveries, run.done)
+          run = await this.recover(e, run, recorder, recoveries)
         }
       }
     } finally {
       recorder?.close()
-      if (owned) await group?.close()
+      // The newest group (this.group: set as each is opened, so also one whose start failed).
+      if (owned) await this.group?.close()
     }
+  }
+
+  /** Start the workers again and continue from the newest valid checkpoint: every draw is seeded
+   *  and checkpointed, so the run goes on as if nothing had happened. Logged as a recovery. */
+  private async recover(e: unknown, failed: RunState, recorder: Recorder | null, recoveries: Recovery[]): Promise<RunState> {
+    await failed.group.close()
+    const ck = await newestCheckpoint(this.dir, (l) => this.log(l))
+    const from = ck?.state.step ?? 0
+    const recovery: Recovery = {
+      type: 'recovery', step: from, failed_after: failed.done, attempt: recoveries.length + 1, reason: messageOf(e),
+      checkpoint: ck?.dir ?? null, time: new Date().toISOString(),
+    }
+    recoveries.push(recovery)
+    this.log(`recovery ${recovery.attempt}: ${recovery.reason}; starting the workers again and continuing from ${ck ? `${ck.dir} (step ${from})` : 'step 0 (no checkpoint yet)'}`)
+    cutMetrics(failed.metrics, from)
+    appendLine(failed.metrics, recovery)
+    this.emit('recovery', recovery)
+    this.board?.recovery(recovery)
+    this.guard = null
+    this.resumeFrom = ck
+    this.lastSaved = null
+    return this.start(await this.openGroup(), failed.data, recorder, ck, true)
   }
 
   /** The run's workers: given, or started (and announced) here. */
