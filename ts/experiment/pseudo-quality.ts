@@ -19,7 +19,8 @@ export interface PseudoQuality {
 export function pseudoQuality(q: NonNullable<OpResult<'train_step'>['pseudo_quality']>): PseudoQuality | null {
   if (q.pixels === 0) return null
   const c = Math.round(Math.sqrt(q.confusion.length))
-  const perClass = Array.from({ length: c }, (_, k) => q.confusion.reduce((a, v, i) => (i % c === k ? a + v : a), 0))
+  const perClass = new Array<number>(c).fill(0)
+  q.confusion.forEach((v, i) => { perClass[i % c]! += v })
   return {
     accuracy: q.correct / q.pixels,
     miou: iouFromConfusion(q.confusion, c).miou,

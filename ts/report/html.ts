@@ -83,19 +83,21 @@ var __name = function (f) { return f };
 function toReportRun(v: RunView): ReportRun {
   const steps = v.steps
   const terms = [...new Set(steps.flatMap((s) => Object.keys(s.losses)))]
-  const schedules: Record<string, number[]> = {}
-  for (const t of terms) schedules[`weight ${t}`] = steps.map((s) => s.losses[t]?.weight ?? NaN)
+  // Loss weights and numeric params, by name; only those that change over the run are shown.
+  const params = new Map<string, [term: string, name: string]>()
   for (const s of steps) {
-    for (const [term, params] of Object.entries(s.params ?? {})) {
-      for (const [name, value] of Object.entries(params ?? {})) if (typeof value === 'number') (schedules[`${term}.${name}`] ??= [])
+    for (const [term, ps] of Object.entries(s.params ?? {})) {
+      for (const [name, value] of Object.entries(ps ?? {})) if (typeof value === 'number') params.set(`${term}.${name}`, [term, name])
     }
   }
-  for (const key of Object.keys(schedules)) {
-    if (key.startsWith('weight ')) continue
-    const [term, name] = key.split('.') as [string, string]
-    schedules[key] = steps.map((s) => { const p = s.params?.[term]?.[name]; return typeof p === 'number' ? p : NaN })
+  const series: Record<string, number[]> = {
+    ...Object.fromEntries(terms.map((t) => [`weight ${t}`, steps.map((s) => s.losses[t]?.weight ?? NaN)])),
+    ...Object.fromEntries([...params].map(([key, [term, name]]) => [key, steps.map((s) => {
+      const p = s.params?.[term]?.[name]
+      return typeof p === 'number' ? p : NaN
+    })])),
   }
-  for (const [k, vals] of Object.entries(schedules)) if (new Set(vals).size <= 1) delete schedules[k]
+  const schedules = Object.fromEntries(Object.entries(series).filter(([, vals]) => new Set(vals).size > 1))
   const evals = v.evals
   const best = evals.reduce<RunView['evals'][number] | null>((b, e) => (!b || e.miou > b.miou ? e : b), null)
   const last = evals.at(-1) ?? null

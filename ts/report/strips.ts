@@ -33,7 +33,7 @@ export async function unlabeledStrips(group: WorkerGroup, cfg: ExperimentConfig,
   const r = await group.call(0, 'unlabeled_views', body, { tensors, timeoutMs: 600_000 })
   const palette = paletteFor(cfg.data.dataset)
   const at = (name: string, i: number) => r.tensors[`${name}.${i}`]!
-  const varMax = Math.max(0, ...refs.map((_, i) => (at('var', i).data as Float32Array).reduce((m, x) => (x > m ? x : m), 0)))
+  const varMax = maxOf(refs.map((_, i) => at('var', i).data as Float32Array))
   return refs.map((_, i) => {
     const [height, width] = at('weak', i).shape as [number, number, number]
     const panels: Panel[] = [
@@ -58,7 +58,7 @@ export async function valStrips(group: WorkerGroup, cfg: ExperimentConfig, data:
   const lut = data.dataset.labelLut
   const palette = paletteFor(cfg.data.dataset)
   const vars = refs.map((_, i) => r.tensors[`var.${i}`]!.data as Float32Array)
-  const varMax = Math.max(0, ...vars.map((v) => v.reduce((m, x) => (x > m ? x : m), 0)))
+  const varMax = maxOf(vars)
   return refs.map((ref, i) => {
     const image = r.tensors[`image.${i}`]!
     const [height, width] = image.shape as [number, number, number]
@@ -70,4 +70,11 @@ export async function valStrips(group: WorkerGroup, cfg: ExperimentConfig, data:
     panels.push({ kind: 'classes', data: pred }, { kind: 'heat', data: vars[i]!, max: varMax })
     return { ...strip({ width, height, panels, palette }), varMax }
   })
+}
+
+/** The largest value over the maps (0 when none is positive): one σ² scale for an evaluation. */
+function maxOf(maps: Float32Array[]): number {
+  let m = 0
+  for (const v of maps) for (const x of v) if (x > m) m = x
+  return m
 }
