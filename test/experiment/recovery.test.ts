@@ -2,7 +2,7 @@
 // random steps are replaced, the newest checkpoint is loaded and the run goes on to the same
 // per-step losses and the same final weights as an uninterrupted run; at world size 2 a killed
 // rank restarts the whole group; restarts without a newer checkpoint are bounded.
-import { readFileSync, rmSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ExperimentConfig } from '../../ts/config/schema.ts'
@@ -12,21 +12,17 @@ import { Experiment, type RunSummary, type StepEvent } from '../../ts/experiment
 import { workerSettings } from '../../ts/experiment/settings.ts'
 import type { WorkerGroup } from '../../ts/worker/group.ts'
 import type { Worker } from '../../ts/worker/worker.ts'
-import { attachShared } from '../setup/attach.ts'
-import { tinyConfig, tinyDataset } from '../setup/tiny-run.ts'
+import { closeTinyRun, sharedTinyRun, tinyConfig } from '../setup/tiny-run.ts'
 
 let dir: string
 let data: string
 let shared: Worker
 
 beforeAll(async () => {
-  let tiny: { dir: string; data: string }
-  ;[shared, tiny] = await Promise.all([attachShared(), tinyDataset('recovery')])
-  ;({ dir, data } = tiny)
+  ;({ worker: shared, dir, data } = await sharedTinyRun('recovery'))
 }, 120_000)
 afterAll(async () => {
-  await shared?.close()
-  rmSync(dir, { recursive: true, force: true })
+  await closeTinyRun({ worker: shared, dir })
 })
 
 function config(sets: string[] = []): ExperimentConfig {

@@ -1,27 +1,23 @@
 // Pseudo-label quality: where the unlabeled images have ground truth (the synthetic dataset does),
 // the driver sends it for analysis only. The run trains exactly as without it; each step logs the
 // pseudo-labels' accuracy, mIoU and coverage above thresholds; no loss term may read it.
-import { readFileSync, rmSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../ts/config/load.ts'
 import { Experiment, type StepEvent } from '../../ts/experiment/run.ts'
 import type { Worker } from '../../ts/worker/worker.ts'
-import { attachShared } from '../setup/attach.ts'
-import { tinyConfig, tinyDataset } from '../setup/tiny-run.ts'
+import { closeTinyRun, sharedTinyRun, tinyConfig } from '../setup/tiny-run.ts'
 
 let worker: Worker
 let dir: string
 let data: string
 
 beforeAll(async () => {
-  let tiny: { dir: string; data: string }
-  ;[worker, tiny] = await Promise.all([attachShared(), tinyDataset('quality')])
-  ;({ dir, data } = tiny)
+  ;({ worker, dir, data } = await sharedTinyRun('quality'))
 }, 120_000)
 afterAll(async () => {
-  await worker?.close()
-  rmSync(dir, { recursive: true, force: true })
+  await closeTinyRun({ worker, dir })
 })
 
 async function steps(name: string, sets: string[]): Promise<StepEvent[]> {

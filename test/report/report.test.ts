@@ -2,7 +2,7 @@
 // runs — two seeds of one setting and one of another — with no console error; every chart has
 // drawn, every picture loaded; the comparison groups the seeds (mean ± sd); a screenshot is kept
 // in test-results/.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Experiment } from '../../ts/experiment/run.ts'
@@ -10,8 +10,7 @@ import { ROOT } from '../../ts/paths.ts'
 import { openReport } from '../../ts/report/browser.ts'
 import { reportData, reportHtml } from '../../ts/report/html.ts'
 import type { Worker } from '../../ts/worker/worker.ts'
-import { attachShared } from '../setup/attach.ts'
-import { tinyConfig, tinyDataset } from '../setup/tiny-run.ts'
+import { closeTinyRun, sharedTinyRun, tinyConfig } from '../setup/tiny-run.ts'
 
 let worker: Worker
 let dir: string
@@ -19,9 +18,7 @@ let data: string
 const runs: string[] = []
 
 beforeAll(async () => {
-  let tiny: { dir: string; data: string }
-  ;[worker, tiny] = await Promise.all([attachShared(), tinyDataset('report')])
-  ;({ dir, data } = tiny)
+  ;({ worker, dir, data } = await sharedTinyRun('report'))
   for (const [name, seed, sets] of [['cmp-a', 0, []], ['cmp-a', 1, []], ['cmp-b', 0, ['loss.terms.prcl.enabled=false']]] as const) {
     const runDir = join(dir, `${name}-seed${seed}`)
     const cfg = tinyConfig(data, `${name}-seed${seed}`, [`seed=${seed}`, 'log.val_images=2', ...sets])
@@ -30,8 +27,7 @@ beforeAll(async () => {
   }
 }, 300_000)
 afterAll(async () => {
-  await worker?.close()
-  rmSync(dir, { recursive: true, force: true })
+  await closeTinyRun({ worker, dir })
 })
 
 describe('prcl report', () => {

@@ -2,7 +2,7 @@
 // (EventAccumulator): every step's scalars equal metrics.jsonl's, every evaluation's mIoU and
 // per-class IoU, and the picture strips (input | ground truth | prediction | σ²) as PNGs.
 import { execFile } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -10,21 +10,17 @@ import { Experiment } from '../../ts/experiment/run.ts'
 import { EventWriter } from '../../ts/report/tensorboard.ts'
 import { findPython } from '../../ts/worker/python.ts'
 import type { Worker } from '../../ts/worker/worker.ts'
-import { attachShared } from '../setup/attach.ts'
-import { tinyConfig, tinyDataset } from '../setup/tiny-run.ts'
+import { closeTinyRun, sharedTinyRun, tinyConfig } from '../setup/tiny-run.ts'
 
 let worker: Worker
 let dir: string
 let data: string
 
 beforeAll(async () => {
-  let tiny: { dir: string; data: string }
-  ;[worker, tiny] = await Promise.all([attachShared(), tinyDataset('tensorboard')])
-  ;({ dir, data } = tiny)
+  ;({ worker, dir, data } = await sharedTinyRun('tensorboard'))
 }, 120_000)
 afterAll(async () => {
-  await worker?.close()
-  rmSync(dir, { recursive: true, force: true })
+  await closeTinyRun({ worker, dir })
 })
 
 /** What tensorboard's EventAccumulator reads from `logdir`: scalars by tag, images by tag. */

@@ -1,11 +1,13 @@
 // The tiny synthetic run the experiment suites train: 24 images of 40², 8 labeled, 32² crops,
 // batches of 2, 2 epochs of 4 steps, a checkpoint every 3 steps.
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig } from '../../ts/config/load.ts'
 import type { ExperimentConfig } from '../../ts/config/schema.ts'
 import { generateSynthetic } from '../../ts/data/synth.ts'
+import type { Worker } from '../../ts/worker/worker.ts'
+import { attachShared } from './attach.ts'
 
 /** A fresh temporary directory holding the tiny dataset in `data/`. */
 export async function tinyDataset(prefix: string): Promise<{ dir: string; data: string }> {
@@ -13,6 +15,18 @@ export async function tinyDataset(prefix: string): Promise<{ dir: string; data: 
   const data = join(dir, 'data')
   await generateSynthetic({ out: data, seed: 0, images: 24, val: 6, size: 40, labeled: 8 })
   return { dir, data }
+}
+
+/** The shared worker and a fresh tiny dataset, made together (a suite's beforeAll). */
+export async function sharedTinyRun(prefix: string): Promise<{ worker: Worker; dir: string; data: string }> {
+  const [worker, tiny] = await Promise.all([attachShared(), tinyDataset(prefix)])
+  return { worker, ...tiny }
+}
+
+/** Undo sharedTinyRun (a suite's afterAll); either part may be missing after a failed start. */
+export async function closeTinyRun(run: { worker?: Worker; dir?: string }): Promise<void> {
+  await run.worker?.close()
+  if (run.dir) rmSync(run.dir, { recursive: true, force: true })
 }
 
 /** The tiny run's configuration on the dataset at `root`; `sets` come last and win. */
