@@ -62,14 +62,16 @@ def _join(value, tensors):
     return value
 
 
-def refuse_torchscript(path):
-    """Raise ValueError when ``path`` is a TorchScript archive (a zip holding ``constants.pkl`` or
-    ``code/``): torch.load hands those to the TorchScript loader, which runs code even with
-    ``weights_only=True`` on torch < 2.6 (CVE-2025-32434). Checked before torch.load sees it."""
-    if not zipfile.is_zipfile(path):
+def refuse_torchscript(path, source=None):
+    """Raise ValueError when ``path`` (or the file object ``source`` read from it) is a TorchScript
+    archive (a zip holding ``constants.pkl`` or ``code/``): torch.load hands those to the
+    TorchScript loader, which runs code even with ``weights_only=True`` on torch < 2.6
+    (CVE-2025-32434). Checked before torch.load sees it."""
+    source = path if source is None else source
+    if not zipfile.is_zipfile(source):
         return
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(source) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise ValueError(f"{path}: unreadable zip archive ({exc})") from None
@@ -81,10 +83,11 @@ def refuse_torchscript(path):
                              "the worker loads only plain tensor checkpoints")
 
 
-def safe_torch_load(path):
+def safe_torch_load(path, source=None):
     """torch.load of a checkpoint with ``weights_only=True`` (no pickle code can run), after
-    refusing TorchScript archives. Refuses outright on a torch without ``weights_only`` (< 1.13)."""
-    refuse_torchscript(path)
+    refusing TorchScript archives; ``source``: a seekable file object holding ``path``'s bytes.
+    Refuses outright on a torch without ``weights_only`` (< 1.13)."""
+    refuse_torchscript(path, source)
     try:
         supported = "weights_only" in inspect.signature(torch.load).parameters
     except (TypeError, ValueError):  # pragma: no cover - signature unavailable
@@ -92,13 +95,18 @@ def safe_torch_load(path):
     if not supported:
         raise ValueError(f"{path}: torch {torch.__version__} cannot load a checkpoint without running "
                          "its pickle code (weights_only needs torch >= 1.13); refused")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    if source is not None:
+        source.seek(0)
+    return torch.load(path if source is None else source, map_location="cpu", weights_only=True)
 
 
-def is_safetensors(path):
-    """A safetensors file: an 8-byte little-endian header length, then the JSON header."""
-    with open(path, "rb") as f:
-        head = f.read(9)
+def is_safetensors(path, head=None):
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header
+    (``head``: the file's first bytes, when they are already read)."""
+    if head is None:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    head = bytes(head[:9])
     return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= 100 << 20
 
 

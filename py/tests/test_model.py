@@ -11,6 +11,7 @@ errors; build_model validation; and a few real SGD steps that lower the loss.
 ResNet-101 is built once (module fixture); every other forward uses a width-0.25 ResNet-18.
 """
 
+import hashlib
 import math
 
 import pytest
@@ -519,6 +520,44 @@ def test_load_backbone_weights_into_student_and_teacher(r18_ckpt):
     net3 = PrclNet(3, "resnet18", 16, 16, 1.0)
     assert load_backbone_weights(net3, str(st_path)) == keys
     assert torch.equal(net3.student.backbone.layer3[1].conv2.weight, sd["layer3.1.conv2.weight"])
+
+
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_weights_from_the_driver_are_checked_against_its_sha256(r18_ckpt, tmp_path):
+    from prcl_worker.model.weights import read_state_dict
+    path, sd = r18_ckpt
+    digest = _sha256(path)
+    assert set(read_state_dict(path, digest, trusted=True)) == set(sd)
+    # a file swapped after the driver hashed it
+    with pytest.raises(ValueError, match=f"sha256 {_sha256(path)[:8]}.*driver checked a file with sha256 {'0' * 64}"):
+        read_state_dict(path, "0" * 64, trusted=True)
+    cfg = dict(MODEL, width=1.0, num_classes=3, pretrained={"path": str(path), "sha256": "f" * 64, "trusted": True})
+    with pytest.raises(ValueError, match="changed in between"):
+        build_model(cfg)
+
+
+def test_an_unknown_pickle_file_needs_trust_before_torch_2_6(r18_ckpt, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from prcl_worker.model import weights as weights_mod
+    path, sd = r18_ckpt
+    digest = _sha256(path)
+    st_path = tmp_path / "r18.safetensors"
+    safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, str(st_path))
+    for version in ("1.13.1", "2.5.1+cu124", "2.6.0", "2.10.0"):
+        monkeypatch.setattr(weights_mod.torch, "__version__", version)
+        old = weights_mod.torch_version() < (2, 6)
+        if old:
+            with pytest.raises(ValueError, match=f"pickle-based.*{digest}.*CVE-2025-32434.*--trust-weights"):
+                weights_mod.read_state_dict(path, digest, trusted=False)
+        else:
+            assert set(weights_mod.read_state_dict(path, digest, trusted=False)) == set(sd)
+        # trusted (catalog or the user's word), and safetensors on any torch
+        assert set(weights_mod.read_state_dict(path, digest, trusted=True)) == set(sd)
+        assert set(weights_mod.read_state_dict(st_path, _sha256(st_path), trusted=False)) == set(sd)
 
 
 def test_load_backbone_weights_errors(r18_ckpt, tmp_path):

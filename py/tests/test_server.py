@@ -12,6 +12,7 @@ Every header received is checked against the generated JSON Schema of its kind.
 """
 
 import collections
+import hashlib
 import json
 import os
 import shutil
@@ -454,6 +455,9 @@ def test_a_png_bomb_is_refused_before_decoding(width, height):
 def _tiny_settings(paths=None, pretrained=None):
     from test_train import settings
     cfg = settings()
+    if pretrained is not None:
+        with open(pretrained, "rb") as f:
+            pretrained = {"path": pretrained, "sha256": hashlib.sha256(f.read()).hexdigest(), "trusted": True}
     cfg["model"]["pretrained"] = pretrained
     if paths is not None:
         cfg["paths"] = paths

@@ -45,7 +45,7 @@ async function run(cfg: ExperimentConfig, runDir: string, onStep: (e: StepEvent,
 /** The final teacher, student and head of a run, by the sha256 of their parameters. */
 async function finalHashes(cfg: ExperimentConfig, runDir: string): Promise<Record<string, string>> {
   const ck = await verifyCheckpoint(join(runDir, 'checkpoints', 'latest'))
-  await shared.call('configure', workerSettings(cfg, { runDir }), { timeoutMs: 120_000 })
+  await shared.call('configure', workerSettings(cfg, null, { runDir }), { timeoutMs: 120_000 })
   await shared.call('load', { path: ck.workerFile }, { timeoutMs: 120_000 })
   return (await shared.call('state_hash', { networks: ['teacher', 'student', 'head'] })).body.hashes
 }

@@ -131,7 +131,7 @@ describe('a run at world size 2 (gloo on CPU)', () => {
   it('evaluation sharded over the ranks gives the score of one worker', async () => {
     const cfg = config()
     const ck = readCheckpoint(join(dir, 'whole', 'checkpoints', 'latest'))
-    await group.all('configure', () => workerSettings(cfg), { timeoutMs: 600_000 })
+    await group.all('configure', () => workerSettings(cfg, null), { timeoutMs: 600_000 })
     await group.all('load', (r) => ({ path: ck.workerFiles[r]! }), { timeoutMs: 600_000 })
     // The student: DDP and SyncBN keep it the same on every rank (the teacher's own BatchNorm
     // statistics follow each rank's batches).

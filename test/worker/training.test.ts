@@ -1,4 +1,5 @@
 // A tiny model trained by a real worker over ZeroMQ, driven from TypeScript.
+import { createHash } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -208,12 +209,14 @@ describe('configuration errors name the problem', () => {
     expect(bad.message).toMatch(/y_l holds labels outside -1\.\.3/)
   })
   it('a missing weights file, named', async () => {
+    const weights = (path: string, text = '') => ({ path, sha256: createHash('sha256').update(text).digest('hex'), trusted: true })
     const missing = join(dir, 'resnet18-missing.pth')
-    const err = await worker.call('configure', tinySettings({ model: { pretrained: missing } })).catch((e) => e)
+    const err = await worker.call('configure', tinySettings({ model: { pretrained: weights(missing) } })).catch((e) => e)
     expect(err.message).toContain(missing)
     writeFileSync(join(dir, 'junk.pth'), 'not a checkpoint')
-    const junk = await worker.call('configure', tinySettings({ model: { pretrained: join(dir, 'junk.pth') } })).catch((e) => e)
+    const junk = await worker.call('configure', tinySettings({ model: { pretrained: weights(join(dir, 'junk.pth'), 'not a checkpoint') } })).catch((e) => e)
     expect(junk.message).toContain('junk.pth')
+    expect(junk.message).toMatch(/cannot be read/)
   })
 })
 

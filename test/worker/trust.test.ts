@@ -102,11 +102,11 @@ describe('an attached worker', () => {
 describe('files', () => {
   it('workerSettings names the run directory for writing and the weights directory for reading', () => {
     const cfg = preset('synthetic-demo')!
-    expect(workerSettings(cfg).paths).toBeUndefined()
-    cfg.model.pretrained = 'weights/r18.pth'
-    const s = workerSettings(cfg, { runDir: 'runs/x' })
+    expect(workerSettings(cfg, null).paths).toBeUndefined()
+    const weights = { path: resolve('weights/r18.pth'), sha256: '0'.repeat(64), trusted: false }
+    const s = workerSettings(cfg, weights, { runDir: 'runs/x' })
     expect(s.paths).toEqual({ write: [resolve('runs/x')], read: [resolve('weights')] })
-    expect(s.model.pretrained).toBe(resolve('weights/r18.pth'))
+    expect(s.model.pretrained).toEqual(weights)
   })
 
   it('the worker saves and loads only inside the directories named at configure', async () => {

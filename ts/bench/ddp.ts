@@ -152,7 +152,7 @@ export async function ddpBench(o: DdpBenchOptions = {}) {
   }
   const w1 = await run(1)
   const w2 = await run(2)
-  const r101 = paperSettings({ deterministic: false, model: { pretrained: null } }, { epochs: 200 })
+  const r101 = paperSettings({ deterministic: false }, { epochs: 200 })
   const counts = await countModels({ tiny: base.model, r101: r101.model })
   const tinyBytes = stepBytes(counts.tiny!, w2.settings, w2.terms)
   const [m0, ...others] = w2.measured

@@ -14,7 +14,7 @@ export function gpuInputs() {
   // DeepLabV3+ ResNet-101 at the paper's VOC settings (random weights: the check times steps).
   const r101 = paperSettings({ deterministic: false }, { epochs: 80 })
   const demoCfg = preset('synthetic-demo')!
-  const demo = workerSettings(demoCfg)
+  const demo = workerSettings(demoCfg, null)
   const perEpoch = 50
   return {
     made_by: 'prcl bench gpu-inputs',

@@ -26,8 +26,9 @@ export const train = command({
     json: { type: 'boolean', description: 'print only the summary, as JSON' },
     'stop-after': { type: 'string', value: 'N', kind: 'positive', description: 'stop after N more steps (the schedule stays the full run\'s)' },
     record: { type: 'string', value: 'FILE', description: 'write every worker request to FILE (python -m prcl_worker.replay FILE)' },
+    'trust-weights': { type: 'boolean', description: 'model.pretrained names a .pth prcl does not know by its sha256: load it even on torch < 2.6 (whose weights-only loader can be made to run code)' },
   },
-  notes: ['needs --config, or --resume to continue a run'],
+  notes: ['needs --config, or --resume to continue a run', 'the real presets start from ImageNet weights (prcl weights list); --set model.pretrained=none trains from random weights'],
 })
 
 export const checkData = command({
@@ -174,6 +175,22 @@ export const bench = command({
   },
 })
 
+export const weights = command({
+  name: 'weights',
+  summary: 'ImageNet backbone weights: list where each is found, or fetch one (sha256 checked)',
+  positionals: 'list | fetch BACKBONE...',
+  positionalsRequired: true,
+  options: {
+    dir: { type: 'string', value: 'DIR', description: 'fetch: where to put the files [default: $PRCL_WEIGHTS, else torch\'s hub cache]' },
+    mirror: { type: 'string', value: 'URL', description: 'fetch: download <URL>/<file> instead of the published address (the sha256 is checked all the same)' },
+    json: { type: 'boolean', description: 'print one JSON object' },
+  },
+  notes: [
+    'model.pretrained: imagenet looks for the files in $PRCL_WEIGHTS, then $TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints)',
+    'offline: download the URL `prcl weights list` prints elsewhere and copy the file into one of those directories',
+  ],
+})
+
 export const pytest = command({
   name: 'pytest',
   summary: 'the Python tests (py/tests), run by the worker\'s interpreter',
@@ -183,7 +200,7 @@ export const pytest = command({
 })
 
 /** In the order `prcl --help` lists them. */
-export const COMMANDS: readonly CommandDecl[] = [demo, train, checkData, evalCmd, predict, report, synth, split, keys, doctor, schemas, repl, bench, pytest]
+export const COMMANDS: readonly CommandDecl[] = [demo, train, checkData, evalCmd, predict, report, synth, split, keys, doctor, schemas, repl, bench, weights, pytest]
 
 export function findCommand(name: string): CommandDecl | undefined {
   return COMMANDS.find((c) => c.name === name)

@@ -25,6 +25,7 @@ const RUN: Record<string, Run> = {
   schemas: async (a) => (await import('./schemas.ts')).schemasCommand(a),
   repl: async (a) => (await import('./repl.ts')).repl(a),
   bench: async (a) => (await import('./bench.ts')).bench(a),
+  weights: async (a) => (await import('./weights.ts')).weights(a),
   pytest: async (a) => (await import('./pytest.ts')).pytest(a),
 }
 

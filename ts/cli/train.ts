@@ -20,7 +20,7 @@ export async function train(args: string[]): Promise<number> {
   const cfg = values.config ? loadConfig(values.config, values.set) : undefined
   // On --resume without --config, --set applies to the run's own config.json.
   const exp = new Experiment(cfg, {
-    runDir: values.resume ?? values['run-dir'], resume: !!values.resume, allowChanges: values['allow-changes'], stopAfter, record: values.record,
+    runDir: values.resume ?? values['run-dir'], resume: !!values.resume, allowChanges: values['allow-changes'], stopAfter, record: values.record, trustWeights: values['trust-weights'],
     set: values.resume && !values.config ? values.set : undefined,
   })
   if (!values.json) {

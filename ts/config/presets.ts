@@ -19,7 +19,9 @@ function vocPrcl(name: string, splits: ExperimentConfig['data']['splits']): Expe
       unlabeled: { crop: [321, 321], rescale: [0.5, 1.5], photometric },
     },
     sampling: { batch_size: 2, epochs: 200, epoch: { kind: 'prcl_2000', images: 2000 } },
-    model: { num_classes: 21, backbone: 'resnet101', output_stride: 16, rep_dim: 256, width: 1, pretrained: null },
+    // ImageNet weights, as released (spec §2): a run without them refuses to start unless
+    // model.pretrained: none says so.
+    model: { num_classes: 21, backbone: 'resnet101', output_stride: 16, rep_dim: 256, width: 1, pretrained: 'imagenet' },
     ema: { alpha: 0.99, buffers: 'own' },
     teacher: { bn_mode: 'train' },
     policy: { weak_threshold: 0.7, mix: 'classmix', mix_partner: 'local_next', classmix_ignore_is_class: true, conf_quantization: 'none' },
@@ -112,7 +114,7 @@ function syntheticDemo(): ExperimentConfig {
   c.data.unlabeled = { crop: [48, 48], rescale: [0.75, 1.25], photometric }
   c.sampling = { batch_size: 8, epochs: 8, epoch: { kind: 'fixed', steps: 50 } }
   // Output stride 8: 48-pixel crops leave a 6×6 map at layer4 (16 would leave 3×3).
-  c.model = { num_classes: 5, backbone: 'resnet18', output_stride: 8, rep_dim: 32, width: 0.25, pretrained: null }
+  c.model = { num_classes: 5, backbone: 'resnet18', output_stride: 8, rep_dim: 32, width: 0.25, pretrained: 'none' }
   // 400 steps: a teacher averaging over ~100 steps (α = 0.99) lags too far behind a short run.
   c.ema = { ...c.ema, alpha: 0.95 }
   c.loss = prclLoss(DEMO_LOSS)

@@ -2,7 +2,7 @@
 import Type, { type Static } from 'typebox'
 import { LossSpec } from '../loss/spec.ts'
 import { ScheduleOrNumber } from '../loss/schedule.ts'
-import { Distributed, EmaBuffers, MixPartner, ModelConfig, TeacherBn } from '../wire/ops/training.ts'
+import { Distributed, EmaBuffers, MixPartner, ModelFields, TeacherBn } from '../wire/ops/training.ts'
 
 const Closed = { additionalProperties: false } as const
 const PathString = Type.String({ minLength: 1, maxLength: 4096 })
@@ -49,7 +49,13 @@ export const ExperimentConfig = Type.Object({
       Type.Object({ kind: Type.Literal('fixed'), steps: Type.Integer({ minimum: 1, maximum: 1e7 }) }, Closed),
     ]),
   }, Closed),
-  model: ModelConfig,
+  model: Type.Object({
+    ...ModelFields,
+    // imagenet: torchvision's ImageNet weights for the backbone, found in $PRCL_WEIGHTS or torch's
+    // hub cache (prcl weights fetch); a path: that state dict (safetensors or a torch file);
+    // none (or null): random weights.
+    pretrained: Type.Union([Type.Literal('imagenet'), Type.Literal('none'), Type.String({ minLength: 1, maxLength: 4096 }), Type.Null()]),
+  }, Closed),
   // The teacher's EMA: decay min(1 − 1/(t+1), alpha) after the t-th update (spec §3); which
   // BatchNorm buffers follow the student (own: none, as released; copy; ema: averaged).
   ema: Type.Object({ alpha: Prob, buffers: EmaBuffers }, Closed),

@@ -113,7 +113,7 @@ export async function loadCheckpointWorker(runDir: string, which: string, o: { w
   const ck = await verifyCheckpoint(join(runDir, 'checkpoints', which))
   const w = o.worker ?? await Worker.start({ python: o.python, device: ck.config.worker.device, log: 'silent' })
   try {
-    await w.call('configure', workerSettings(ck.config, { runDir: ck.dir }), { timeoutMs: 600_000 })
+    await w.call('configure', workerSettings(ck.config, null, { runDir: ck.dir }), { timeoutMs: 600_000 })
     await w.call('load', { path: ck.workerFile }, { timeoutMs: 600_000 })
   } catch (e) {
     if (!o.worker) await w.close()

@@ -31,6 +31,7 @@ import {
   lockRunDirectory, RUN_FILES, runIdentity, type RunLock,
 } from './resume.ts'
 import { workerSettings } from './settings.ts'
+import { resolvePretrained, type PretrainedWeights } from '../weights/resolve.ts'
 import { RunBoard } from '../report/board.ts'
 
 export interface RunOptions {
@@ -58,6 +59,9 @@ export interface RunOptions {
   log?: (line: string) => void
   /** Record every worker request to this file, for an in-process replay (python -m prcl_worker.replay). */
   record?: string
+  /** model.pretrained names a pickle-based file prcl's catalog does not pin: load it even on a
+   *  torch < 2.6, whose weights-only loader is not safe (CLI: --trust-weights). */
+  trustWeights?: boolean
 }
 
 export interface RunSummary {
@@ -145,6 +149,8 @@ export class Experiment extends EventEmitter {
   /** plan → read bytes → send → record → evaluate/checkpoint when the plan says; the next step
    *  is planned and on the wire while the worker computes this one. */
   async run(): Promise<RunSummary> {
+    // The weights a new run starts from, found and hashed before anything is created.
+    if (!this.opts.resume) await this.pretrained()
     // Every listed file checked first (data.check): a bad one found now, not hours in.
     const data = await loadRunData(this.cfg, { check: this.cfg.data.check })
     const lock = await this.openRunDir(data)
@@ -159,6 +165,12 @@ export class Experiment extends EventEmitter {
       lock.release()
     }
   }
+  /** model.pretrained, resolved once (ts/weights/resolve.ts): needed only when no checkpoint is loaded. */
+  private pretrained(): Promise<PretrainedWeights | null> {
+    this.weights ??= resolvePretrained(this.cfg.model, { trust: this.opts.trustWeights })
+    return this.weights
+  }
+  private weights: Promise<PretrainedWeights | null> | null = null
   /** Set once the workers are configured: from then on the run directory is kept. */
   private began = false
   /** TensorBoard and pictures (ts/report/board.ts), from the first step on. */
@@ -347,10 +359,11 @@ export class Experiment extends EventEmitter {
    *  state, or, from a checkpoint saved by another number of ranks, rank 0's state in every rank. */
   private async start(group: WorkerGroup, data: RunData, recorder: Recorder | null, from: LoadedCheckpoint | null = this.resumeFrom, recovering = false): Promise<RunState> {
     const cfg = this.cfg
-    recorder?.write('configure', workerSettings(cfg, { runDir: this.runDir }))
-    await group.all('configure', () => workerSettings(cfg, { runDir: this.runDir }), { timeoutMs: 600_000 })
-    let state = initialState(cfg, data)
     const ck = from
+    const settings = workerSettings(cfg, ck ? null : await this.pretrained(), { runDir: this.runDir })
+    recorder?.write('configure', settings)
+    await group.all('configure', () => settings, { timeoutMs: 600_000 })
+    let state = initialState(cfg, data)
     if (ck) {
       const saved = ck.workerFiles.length
       if (saved !== group.size) {

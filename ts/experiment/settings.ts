@@ -4,16 +4,17 @@ import { dirname, resolve } from 'node:path'
 import type { Static } from 'typebox'
 import type { ExperimentConfig } from '../config/schema.ts'
 import type { ConfigureArgs } from '../wire/ops/training.ts'
+import type { PretrainedWeights } from '../weights/resolve.ts'
 
 export type WorkerSettings = Static<typeof ConfigureArgs>
 
-/** `where.runDir`: the run directory, the only one the worker may write in (checkpoints); it may
- *  read there and in the pretrained weights' directory. Without it the worker is not confined. */
-export function workerSettings(cfg: ExperimentConfig, where?: { runDir: string }): WorkerSettings {
-  // Named relative to the driver's directory, like the run directory: the worker gets both absolute.
-  const pretrained = cfg.model.pretrained === null || !where ? cfg.model.pretrained : resolve(cfg.model.pretrained)
+/** `pretrained`: the weights the network starts from, resolved (ts/weights/resolve.ts), or null
+ *  (random, or a checkpoint is loaded next). `where.runDir`: the run directory, the only one the
+ *  worker may write in (checkpoints); it may read there and in the weights' directory. Without it
+ *  the worker is not confined. */
+export function workerSettings(cfg: ExperimentConfig, pretrained: PretrainedWeights | null, where?: { runDir: string }): WorkerSettings {
   const paths = where ? {
-    paths: { write: [resolve(where.runDir)], read: pretrained === null ? [] : [dirname(pretrained)] },
+    paths: { write: [resolve(where.runDir)], read: pretrained === null ? [] : [dirname(pretrained.path)] },
   } : {}
   return {
     seed: cfg.seed,

@@ -24,7 +24,7 @@ function paperConfig(loss?: ExperimentConfig['loss']): ExperimentConfig {
 
 /** DeepLabV3+ ResNet-101 OS16 with the released PRCL settings for VOC (21 classes). */
 export function paperSettings(over?: DeepPartial<WorkerSettings>, loss?: PrclLossOptions): WorkerSettings {
-  const base = workerSettings(paperConfig(loss ? prclLoss({ epochs: 200, ...loss }) : undefined))
+  const base = workerSettings(paperConfig(loss ? prclLoss({ epochs: 200, ...loss }) : undefined), null)
   return deepMerge(base, over ?? {})
 }
 

@@ -29,7 +29,8 @@ def _int(cfg, key, minimum=1):
 def build_model(config):
     """Build a ``PrclNet`` from ``{num_classes, backbone, output_stride, rep_dim, width,
     pretrained}``, every key required. Missing or unknown keys and bad values raise ValueError
-    naming the key. ``pretrained`` is a local path to a torchvision ImageNet state dict, or None."""
+    naming the key. ``pretrained``: a local torchvision ImageNet state dict, as a path or as the driver sends it
+    ({path, sha256, trusted}, model/weights.py), or None."""
     if not isinstance(config, dict):
         raise ValueError(f"model config: must be a dict, got {type(config).__name__}")
     unknown = sorted(set(config) - set(MODEL_KEYS))
@@ -51,9 +52,12 @@ def build_model(config):
     if int(round(64 * width)) < 1:
         raise ValueError(f"width: {width!r} leaves the stem with no channels (need width >= 1/128)")
     pretrained = config["pretrained"]
-    if pretrained is not None and not isinstance(pretrained, (str, os.PathLike)):
-        raise ValueError(f"pretrained: must be a file path or null, got {pretrained!r}")
+    if isinstance(pretrained, (str, os.PathLike)):  # a caller's own file (Python API): trusted
+        pretrained = {"path": pretrained, "sha256": None, "trusted": True}
+    fields = {"path", "sha256", "trusted"}
+    if pretrained is not None and not (isinstance(pretrained, dict) and set(pretrained) == fields):
+        raise ValueError(f"pretrained: must be a file path, {{path, sha256, trusted}} or null, got {pretrained!r}")
     model = PrclNet(num_classes, config["backbone"], int(os_), rep_dim, float(width))
     if pretrained is not None:
-        load_backbone_weights(model, pretrained)
+        load_backbone_weights(model, pretrained["path"], pretrained["sha256"], bool(pretrained["trusted"]))
     return model

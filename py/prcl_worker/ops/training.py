@@ -29,7 +29,8 @@ def configure(ctx, body, tensors):
     pretrained = body["model"]["pretrained"]
     if pretrained is not None and policy is not None:
         # The resolved path is the one read: a symlink changed after the check cannot redirect it.
-        body = {**body, "model": {**body["model"], "pretrained": policy.check(pretrained, "read", "model.pretrained")}}
+        checked = policy.check(pretrained["path"], "read", "model.pretrained")
+        body = {**body, "model": {**body["model"], "pretrained": {**pretrained, "path": checked}}}
     trainer = Trainer(body, ctx.schemas, ctx.device)
     ctx.state["trainer"] = trainer
     ctx.state["paths"] = policy

@@ -13,15 +13,30 @@ const Offset = Type.Integer({ minimum: 0, maximum: 16 * MAX_SIDE })
 const Path = Type.String({ minLength: 1, maxLength: 4096 })
 const Count = Type.Integer({ minimum: 0, maximum: 2 ** 53 - 1 })
 
-export const ModelConfig = Type.Object({
+/** The network's shape: the configuration's model settings, less where its weights come from. */
+export const ModelFields = {
   num_classes: Type.Integer({ minimum: 2, maximum: 1000 }),
   backbone: Type.Enum(['resnet18', 'resnet50', 'resnet101']),
   output_stride: Type.Union([Type.Literal(8), Type.Literal(16)]),
   rep_dim: Type.Integer({ minimum: 2, maximum: 4096 }),
   // Channel-width factor of a reduced backbone (resnet18 only; 1 = torchvision's widths).
   width: Type.Number({ minimum: 0.0625, maximum: 1 }),
-  // A torchvision ImageNet checkpoint on local disk, or null for random initialisation.
-  pretrained: Type.Union([Path, Type.Null()]),
+}
+
+// Backbone weights to start from, found and hashed by the driver (ts/weights/resolve.ts); the
+// worker reads the file once and checks those bytes against sha256, so a file swapped after the
+// driver vetted it is refused. `trusted`: a pickle-based file may be read on a torch < 2.6, whose
+// weights-only loader is not safe (its sha256 is pinned by prcl's catalog, or the user said so).
+export const PretrainedFile = Type.Object({
+  path: Path,
+  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  trusted: Type.Boolean(),
+}, Closed)
+
+export const ModelConfig = Type.Object({
+  ...ModelFields,
+  // null: random initialisation.
+  pretrained: Type.Union([PretrainedFile, Type.Null()]),
 }, Closed)
 
 export const Distributed = Type.Object({
