@@ -30,6 +30,9 @@ export const STREAM = {
   syntheticBatch: 6,
   /** The fixed augmentation and mixing parameters of the unlabeled picture strips (ts/report/board.ts). */
   pictures: 7,
+  /** Where each val image's crop falls in one evaluation (eval.protocol prcl_random_crop):
+   *  Rng.keyed(seed, STREAM.evalCrop, step), so it needs no state of its own. */
+  evalCrop: 8,
 } as const
 
 export type StreamKey = (typeof STREAM)[keyof typeof STREAM]

@@ -51,9 +51,13 @@ export const evalCmd = command({
     run: { type: 'string', value: 'DIR', required: true, description: 'the run directory' },
     checkpoint: { type: 'string', value: 'NAME', choices: ['best', 'latest'], default: 'best', description: 'which checkpoint' },
     model: { type: 'string', value: 'MODEL', choices: ['teacher', 'student', 'both'], default: 'both', description: 'which network' },
+    protocol: { type: 'string', value: 'KIND', choices: ['whole', 'sliding', 'prcl_random_crop'], description: 'how to score [default: the run\'s eval.protocol]; sliding and the random crop use the run\'s eval.window, else the training crop' },
+    scales: { type: 'string', value: 'LIST', description: 'test-time scales, comma-separated, e.g. 0.5,0.75,1,1.25,1.5,1.75 [default: the run\'s eval.scales]' },
+    flip: { type: 'boolean', description: 'also score mirror images (test-time augmentation)' },
     json: { type: 'boolean', description: 'print one JSON object' },
     python: { type: 'string', value: 'PATH', description: 'the interpreter that runs the worker [default: PRCL_PYTHON, else the first that has torch; never the run\'s config.json]' },
   },
+  notes: ['every result names its protocol (eval_protocol in --json): compare numbers measured the same way'],
 })
 
 export const predict = command({

@@ -34,7 +34,7 @@ function vocPrcl(name: string, splits: ExperimentConfig['data']['splits']): Expe
     amp: 'none',
     channels_last: false,
     deterministic: false,
-    eval: { every_epochs: 1, protocol: 'whole', model: 'teacher', window: null, stride: null },
+    eval: { every_epochs: 1, protocol: 'whole', model: 'teacher', window: null, stride: null, scales: [1], flip: false },
     checkpoint: { every_steps: 1000 },
     guard: { non_finite: 'skip', max_consecutive: 3 },
     recovery: { max_restarts: 3 },
@@ -56,7 +56,7 @@ function cityscapesPrcl(name: string, splits: ExperimentConfig['data']['splits']
   }
   c.sampling.batch_size = 6
   c.model.num_classes = 19
-  c.eval = { every_epochs: 1, protocol: 'sliding', model: 'teacher', window: [512, 512], stride: [341, 341] }
+  c.eval = { ...c.eval, protocol: 'sliding', window: [512, 512], stride: [341, 341] }
   return c
 }
 

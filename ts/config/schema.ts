@@ -2,7 +2,7 @@
 import Type, { type Static } from 'typebox'
 import { LossSpec } from '../loss/spec.ts'
 import { ScheduleOrNumber } from '../loss/schedule.ts'
-import { Distributed, EmaBuffers, MixPartner, ModelFields, TeacherBn } from '../wire/ops/training.ts'
+import { Distributed, EmaBuffers, EvalScales, MixPartner, ModelFields, TeacherBn } from '../wire/ops/training.ts'
 
 const Closed = { additionalProperties: false } as const
 const PathString = Type.String({ minLength: 1, maxLength: 4096 })
@@ -87,10 +87,18 @@ export const ExperimentConfig = Type.Object({
   deterministic: Type.Boolean(),
   eval: Type.Object({
     every_epochs: Type.Integer({ minimum: 1, maximum: 100000 }),
-    protocol: Type.Enum(['whole', 'sliding']),
+    // whole: each val image at its size (VOC); sliding: windows of `window` every `stride`
+    // (Cityscapes); prcl_random_crop: as released (spec §11.1, Q-eval-1), one random crop of
+    // `window` (default the training crop) per image, re-drawn at every evaluation — only to
+    // compare with numbers measured that way.
+    protocol: Type.Enum(['whole', 'sliding', 'prcl_random_crop']),
     model: Type.Enum(['teacher', 'student']),
     window: Type.Union([Size, Type.Null()]),
     stride: Type.Union([Size, Type.Null()]),
+    // Test-time augmentation: probabilities averaged over these scales [default [1]] and, with
+    // flip [default false], their mirror images (e.g. [0.5, 0.75, 1, 1.25, 1.5, 1.75] and flip).
+    scales: Type.Optional(EvalScales),
+    flip: Type.Optional(Type.Boolean()),
   }, Closed),
   checkpoint: Type.Object({ every_steps: Type.Integer({ minimum: 1, maximum: 1e9 }) }, Closed),
   // A step whose loss or gradients are not finite is never applied (the worker checks before the

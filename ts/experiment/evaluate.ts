@@ -5,18 +5,54 @@
 import { join } from 'node:path'
 import type { ExperimentConfig } from '../config/schema.ts'
 import { readSample } from '../data/dataset.ts'
+import { Rng, STREAM } from '../rng.ts'
 import { bytesTensor, type Tensors } from '../wire/tensor.ts'
 import { WorkerGroup, WorkerGroupError } from '../worker/group.ts'
 import { Worker } from '../worker/worker.ts'
 import { verifyCheckpoint } from './checkpoint.ts'
+import { checkConfig } from '../config/check.ts'
 import { loadRunData, type RunData } from './data.ts'
 import { iouFromConfusion, type IoUResult } from './metrics.ts'
 import { workerSettings } from './settings.ts'
 
+/** How a score was measured: recorded with every result (metrics.jsonl, summary.json, prcl eval). */
+export interface EvalProtocol {
+  kind: ExperimentConfig['eval']['protocol']
+  /** sliding: the window and stride; prcl_random_crop: the crop. */
+  window?: number[]
+  stride?: number[]
+  crop?: number[]
+  /** Test-time augmentation: the scales averaged over, and whether mirror images were too. */
+  scales: number[]
+  flip: boolean
+}
+
 export interface EvalEvent extends IoUResult {
-  type: 'eval'; step: number; epoch: number; model: string; protocol: string; classes: string[]
+  type: 'eval'; step: number; epoch: number; model: string
+  /** The protocol's kind (whole, sliding, prcl_random_crop); its every setting in eval_protocol. */
+  protocol: string
+  eval_protocol: EvalProtocol
+  classes: string[]
   /** Pixels by ground-truth class (rows) and predicted class (columns), row-major. */
   confusion: number[]
+}
+
+/** The protocol eval settings describe (the released random crop defaults to the training crop). */
+export function evalProtocol(cfg: ExperimentConfig): EvalProtocol {
+  const e = cfg.eval
+  const tta = { scales: e.scales ?? [1], flip: e.flip ?? false }
+  if (e.protocol === 'sliding') return { kind: e.protocol, window: e.window!, stride: e.stride!, ...tta }
+  if (e.protocol === 'prcl_random_crop') return { kind: e.protocol, crop: e.window ?? cfg.data.labeled.crop, ...tta }
+  return { kind: e.protocol, ...tta }
+}
+
+/** One line for a person: `sliding 512×512 every 341×341, scales 0.75/1/1.25 + flip`. */
+export function describeProtocol(p: EvalProtocol): string {
+  const size = (s?: number[]) => (s ?? []).join('×')
+  const base = p.kind === 'sliding' ? `sliding ${size(p.window)} every ${size(p.stride)}`
+    : p.kind === 'prcl_random_crop' ? `random ${size(p.crop)} crops (as released)` : 'whole images'
+  const tta = p.scales.length > 1 || p.scales[0] !== 1 || p.flip ? `, scales ${p.scales.join('/')}${p.flip ? ' + flip' : ''}` : ''
+  return base + tta
 }
 
 /** Confusion over the val split (encoded images, scored at their own size), then IoU. */
@@ -26,25 +62,36 @@ export async function evaluateOn(workers: Worker | WorkerGroup, cfg: ExperimentC
   const c = cfg.model.num_classes
   const cm = new Float64Array(c * c)
   const chunk = 4
+  const protocol = evalProtocol(cfg)
   const args = {
-    model, mode: cfg.eval.protocol,
-    ...(cfg.eval.window ? { window: cfg.eval.window } : {}), ...(cfg.eval.stride ? { stride: cfg.eval.stride } : {}),
+    model, mode: protocol.kind === 'prcl_random_crop' ? 'crop' as const : protocol.kind,
+    ...(protocol.window ? { window: protocol.window } : {}), ...(protocol.stride ? { stride: protocol.stride } : {}),
+    ...(protocol.crop ? { crop: protocol.crop } : {}), scales: protocol.scales, flip: protocol.flip,
     ...(data.dataset.labelLut ? { label_lut: data.dataset.labelLut } : {}),
   }
+  // The released protocol's crops, one per val image in split order: drawn from (seed, step), so
+  // an evaluation is the same at any world size, after a resume, and again in prcl eval.
+  const rng = Rng.keyed(cfg.seed, STREAM.evalCrop, step)
+  const at = protocol.crop ? data.val.map(() => [rng.float(), rng.float()]) : null
   const lane = async (rank: number) => {
-    const mine = data.val.filter((_, i) => i % group.size === rank)
+    const mine = data.val.map((ref, i) => ({ ref, i })).filter(({ i }) => i % group.size === rank)
     for (let i = 0; i < mine.length; i += chunk) {
-      const refs = mine.slice(i, i + chunk)
+      const batch = mine.slice(i, i + chunk)
+      const refs = batch.map((p) => p.ref)
       const tensors: Tensors = {}
       const samples = await Promise.all(refs.map((r) => readSample(r)))
       samples.forEach((s, j) => { tensors[`img.${j}`] = bytesTensor(s.image); tensors[`lbl.${j}`] = bytesTensor(s.label!) })
-      const r = await group.call(rank, 'eval_step', args, { tensors, timeoutMs: 3_600_000 }).catch((e: Error) => { throw nameSamples(e, refs) })
+      const body = at ? { ...args, crop_at: batch.map((p) => at[p.i]!) } : args
+      const r = await group.call(rank, 'eval_step', body, { tensors, timeoutMs: 3_600_000 }).catch((e: Error) => { throw nameSamples(e, refs) })
       const part = r.tensors.confusion!.data as BigInt64Array
       for (let k = 0; k < c * c; k++) cm[k]! += Number(part[k]!)
     }
   }
   await Promise.all(Array.from({ length: group.size }, (_, r) => lane(r)))
-  return { type: 'eval', step, epoch, model, protocol: cfg.eval.protocol, classes: data.dataset.classNames, ...iouFromConfusion(cm, c), confusion: Array.from(cm) }
+  return {
+    type: 'eval', step, epoch, model, protocol: protocol.kind, eval_protocol: protocol, classes: data.dataset.classNames,
+    ...iouFromConfusion(cm, c), confusion: Array.from(cm),
+  }
 }
 
 /** A worker's error about a request's `img.<i>` / `lbl.<i>` tensor, with the file each came from
@@ -123,18 +170,33 @@ export async function loadCheckpointWorker(runDir: string, which: string, o: { w
 }
 
 /** Evaluate a saved checkpoint on the run's val split, with both networks when asked. */
-export async function evaluateCheckpoint(runDir: string, o: { which?: string; models?: Array<'teacher' | 'student'>; worker?: Worker; python?: string } = {}) {
+/** `eval`: another protocol than the run's (sliding and the random crop take the run's
+ *  eval.window, else the training crop, and a stride of 2/3 of the window). */
+export async function evaluateCheckpoint(runDir: string, o: {
+  which?: string; models?: Array<'teacher' | 'student'>; worker?: Worker; python?: string; eval?: Partial<ExperimentConfig['eval']>
+} = {}) {
   const { worker, checkpoint, owned } = await loadCheckpointWorker(runDir, o.which ?? 'best', o)
   try {
+    const cfg = withEval(checkpoint.config, o.eval ?? {})
     // The val images and labels checked first (a label value outside the classes would otherwise
     // drop out of the confusion matrix without a word).
-    const data = await loadRunData(checkpoint.config, { check: 'fast', lists: ['val'] })
+    const data = await loadRunData(cfg, { check: 'fast', lists: ['val'] })
     const out: EvalEvent[] = []
-    for (const m of o.models ?? [checkpoint.config.eval.model]) {
-      out.push(await evaluateOn(worker, checkpoint.config, data, checkpoint.state.step, checkpoint.state.epoch, m))
+    for (const m of o.models ?? [cfg.eval.model]) {
+      out.push(await evaluateOn(worker, cfg, data, checkpoint.state.step, checkpoint.state.epoch, m))
     }
     return { checkpoint: checkpoint.dir, results: out }
   } finally {
     if (owned) await worker.close()
   }
+}
+
+function withEval(cfg: ExperimentConfig, over: Partial<ExperimentConfig['eval']>): ExperimentConfig {
+  const e = { ...cfg.eval, ...over }
+  if (e.protocol === 'sliding' && (!e.window || !e.stride)) {
+    const window = e.window ?? cfg.data.labeled.crop
+    e.window = window
+    e.stride ??= window.map((w) => Math.max(1, Math.floor((w * 2) / 3)))
+  }
+  return checkConfig({ ...cfg, eval: e }, 'the evaluation settings')
 }

@@ -79,7 +79,9 @@ def eval_step(ctx, body, tensors):
     trainer = _trainer(ctx)
     start = time.perf_counter()
     pairs = ctx.prepared(lambda: prepare_eval_inputs(body, tensors))
-    if pairs:
+    if pairs and body["mode"] == "crop":
+        batches = [random_crops(pairs, body, trainer.device)]
+    elif pairs:
         # Encoded images, each scored at its own size (as VOC is), same sizes in one forward.
         batches = [(normalize(torch.stack([pairs[k][0] for k in group]).to(trainer.device)),
                     torch.stack([pairs[k][1] for k in group]).to(trainer.device))
@@ -90,13 +92,39 @@ def eval_step(ctx, body, tensors):
         if y is None or y.dtype != torch.int64 or y.shape != (x.shape[0],) + tuple(x.shape[2:]):
             raise InvalidArgument("tensor 'y' must be int64 [B,H,W] matching x", "tensors.y")
         batches = [(x, y.to(trainer.device))]
+    if body["mode"] == "crop" and not pairs:
+        raise InvalidArgument("mode 'crop' scores encoded images (img.<i>, lbl.<i>)", "mode")
     cm = None
+    mode = "whole" if body["mode"] == "crop" else body["mode"]
     for x, y in batches:
-        probs = probabilities(trainer, body["model"], x, body["mode"], body.get("window"), body.get("stride"))
+        probs = probabilities(trainer, body["model"], x, mode, body.get("window"), body.get("stride"),
+                              body.get("scales", [1.0]), body.get("flip", False))
         part = confusion(probs.argmax(1), y, trainer.num_classes)
         cm = part if cm is None else cm + part
     return ({"pixels": int(cm.sum()), "time_ms": (time.perf_counter() - start) * 1000},
             {"confusion": cm.cpu()})
+
+
+def random_crops(pairs, body, device):
+    """The released protocol (spec §11.1): each image and label padded up to the crop (image
+    reflect, label ignore) and cropped where the driver drew: crop_at[i] = [u, v] in [0, 1) picks
+    the top and left among the positions the padded image allows. Returns one batch (x, y)."""
+    from ..augment import normalize
+    from ..augment.geometry import rescale_pad_crop
+    crop, at = body.get("crop"), body.get("crop_at")
+    if crop is None or at is None or len(at) != len(pairs):
+        raise InvalidArgument(f"mode 'crop' needs crop [h, w] and crop_at with one [u, v] per image ({len(pairs)})",
+                              "crop_at")
+    ch, cw = crop
+    xs, ys = [], []
+    for (img, lbl), (u, v) in zip(pairs, at):
+        x = normalize(img.unsqueeze(0).to(device))[0]
+        h, w = max(ch, x.shape[1]), max(cw, x.shape[2])
+        top, left = min(int(u * (h - ch + 1)), h - ch), min(int(v * (w - cw + 1)), w - cw)
+        x, y, _ = rescale_pad_crop(x, lbl.to(device), scale=1.0, top=top, left=left, crop_h=ch, crop_w=cw)
+        xs.append(x)
+        ys.append(y)
+    return torch.stack(xs), torch.stack(ys)
 
 
 def same_size_groups(images):

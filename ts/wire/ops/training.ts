@@ -74,6 +74,9 @@ export const ConfigureArgs = Type.Object({
   }, Closed)),
 }, Closed)
 
+/** Test-time scales (1 = the image as it is). */
+export const EvalScales = Type.Array(Type.Number({ minimum: 0.25, maximum: 4 }), { minItems: 1, maxItems: 8 })
+
 const Box = Type.Array(Type.Integer({ minimum: 0, maximum: 16 * MAX_SIDE }), { minItems: 4, maxItems: 4 })
 const Rescale = Type.Object({
   scale: Type.Number({ exclusiveMinimum: 0, maximum: 16 }),
@@ -208,9 +211,16 @@ export const trainingOps = {
     args: Type.Object({
       model: Type.Enum(['teacher', 'student']),
       label_lut: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), { minItems: 256, maxItems: 256 })),
-      mode: Type.Enum(['whole', 'sliding']),
+      // whole, sliding (window, stride), or crop: the released random crops (encoded images only).
+      mode: Type.Enum(['whole', 'sliding', 'crop']),
       window: Type.Optional(Type.Array(Side, { minItems: 2, maxItems: 2 })),
       stride: Type.Optional(Type.Array(Side, { minItems: 2, maxItems: 2 })),
+      crop: Type.Optional(Type.Array(Side, { minItems: 2, maxItems: 2 })),
+      // One [u, v] in [0, 1) per encoded image: where its crop's top and left fall.
+      crop_at: Type.Optional(Type.Array(Type.Array(Type.Number({ minimum: 0, exclusiveMaximum: 1 }), { minItems: 2, maxItems: 2 }), { maxItems: 4096 })),
+      // Test-time augmentation: probabilities averaged over these scales and, with flip, mirrored.
+      scales: Type.Optional(EvalScales),
+      flip: Type.Optional(Type.Boolean()),
     }, Closed),
     result: Type.Object({ pixels: Type.Integer({ minimum: 0 }), time_ms: Type.Number() }, Closed),
     tensors: 'any',
