@@ -81,7 +81,8 @@ def test_eval_step_in_crop_mode_scores_the_crops_only():
     call(ctx, "configure", settings())
     img, lbl = _pair(30, 40, seed=1)
     tensors = {"img.0": _png(img.permute(1, 2, 0).numpy(), "RGB"), "lbl.0": _png(lbl.numpy().astype(np.uint8), "L")}
-    body = {"model": "teacher", "mode": "crop", "crop": [32, 32], "crop_at": [[0.5, 0.5]], "scales": [1.0], "flip": False}
+    body = {"model": "teacher", "mode": "crop", "crop": [32, 32], "crop_at": [[0.5, 0.5]],
+            "scales": [1.0], "flip": False}
     assert call(ctx, "eval_step", body, tensors)["pixels"] == 30 * 32
     assert call(ctx, "eval_step", {**body, "flip": True, "scales": [0.75, 1.0]}, tensors)["pixels"] == 30 * 32
     with pytest.raises(InvalidArgument, match="crop_at"):
