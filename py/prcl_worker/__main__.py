@@ -27,6 +27,8 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--heartbeat-ms", type=int, default=1000)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: the CPUs this process may use)")
+    p.add_argument("--decode-threads", type=int, default=0,
+                   help="threads decoding one request's images (default: the CPUs this process may use, at most 8)")
     p.add_argument("--spin-us", type=int, default=300, help="poll this long after a reply before sleeping")
     p.add_argument("--keys", help="CURVE key directory holding driver.key and worker.key_secret (`prcl keys`)")
     p.add_argument("--insecure", action="store_true",
@@ -56,6 +58,11 @@ def main(argv=None):
     from .server import Server
     from .train.runtime import pick_threads
     torch.set_num_threads(pick_threads(args.threads or None))
+    from .inputs import default_decode_threads, set_decode_threads
+    try:
+        set_decode_threads(args.decode_threads or default_decode_threads())
+    except ValueError as exc:
+        p.error(f"--decode-threads: {exc}")
     driver_wait_s = args.driver_wait_s if args.driver_wait_s is not None else (0 if args.parent_pid else 600)
     return Server(args.connect, instance=args.instance, schemas_dir=args.schemas, device=args.device,
                   heartbeat_ms=args.heartbeat_ms, parent_pid=args.parent_pid, quiet=args.quiet,

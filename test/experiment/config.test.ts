@@ -60,6 +60,23 @@ describe('presets', () => {
     expect(loadConfig('cityscapes-150-prcl').eval).toMatchObject({ protocol: 'sliding', window: [512, 512], stride: [341, 341] })
   })
 
+  it('the -released presets: the released quirks and scale, and nothing else changed', () => {
+    for (const [name, batch, steps] of [['voc-662-prcl', 16, 84], ['cityscapes-150-prcl', 48, 40]] as const) {
+      const fixed = loadConfig(name)
+      const rel = loadConfig(`${name}-released`)
+      expect(rel.world).toMatchObject({ size: 8, sync_bn: true, prototypes: 'global', broadcast_buffers: true })
+      expect(rel.sampling.batch_size).toBe(batch)
+      expect(stepsPerEpoch(rel, name.startsWith('voc') ? 662 : 150)).toBe(steps)
+      expect(rel.policy).toMatchObject({ conf_quantization: 'uint8_trunc', mix_partner: 'prcl_rank0', classmix_ignore_is_class: true })
+      expect(rel.eval).toMatchObject({ protocol: 'prcl_random_crop', window: null })
+      expect(rel.loss.terms.find((t) => t.op === 'unsup_ce')!.params).toMatchObject({ variant: 'released' })
+      expect(fixed.loss.terms.find((t) => t.op === 'unsup_ce')!.params).toMatchObject({ variant: 'fixed' })
+      // everything else as in the fixed preset
+      const strip = (c: typeof fixed) => ({ ...c, name: '', world: null, sampling: null, policy: null, eval: null, loss: null })
+      expect(strip(rel)).toEqual(strip(fixed))
+    }
+  })
+
   it('the paper\'s schedules: λc ramp-down and poly LR per epoch (spec §8.3)', () => {
     const c = loadConfig('voc-662-prcl')
     expect(lossWeights(c.loss, 50).prcl).toBeCloseTo(0.7316, 4)
@@ -192,8 +209,8 @@ describe('world (several workers)', () => {
     expect(configError(() => loadConfig('synthetic-demo', ['world.size=0'])).message).toMatch(/world\.size = 0: must be an integer ≥ 1/)
   })
 
-  it('the presets run in one process, with SyncBN and global prototypes when they run in several', () => {
-    for (const name of presetNames()) {
+  it('the presets run in one process (the -released ones on 8), with SyncBN and global prototypes when they run in several', () => {
+    for (const name of presetNames().filter((n) => !n.endsWith('-released'))) {
       expect(preset(name)!.world).toEqual({ size: 1, devices: null, listen: null, keys: null, insecure: false, wait_s: 600, sync_bn: true, broadcast_buffers: false, prototypes: 'global' })
     }
   })

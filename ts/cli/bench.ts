@@ -7,7 +7,7 @@ import { parseCommand } from './args.ts'
 import { bench as BENCH } from './commands.ts'
 import { UsageError } from './usage.ts'
 
-const NAMES = ['wire', 'prcl-loss', 'step', 'overhead', 'ddp', 'gpu-inputs'] as const
+const NAMES = ['wire', 'prcl-loss', 'step', 'overhead', 'ddp', 'data', 'gpu-inputs'] as const
 
 export async function bench(args: string[]): Promise<number> {
   const { values, positionals } = parseCommand(BENCH, args)
@@ -34,6 +34,10 @@ export async function bench(args: string[]): Promise<number> {
     const { ddpBench, ddpTable } = await import('../bench/ddp.ts')
     const r = await ddpBench({ steps: values.steps })
     ;[result, table] = [r, ddpTable(r)]
+  } else if (name === 'data') {
+    const { dataBench, dataTable } = await import('../bench/data.ts')
+    const r = await dataBench({ steps: values.steps, device: values.device, dataset: values.dataset, decodeThreads: values['decode-threads'] })
+    ;[result, table] = [r, dataTable(r)]
   } else if (name === 'gpu-inputs') {
     // Not a measurement: the inputs bench/gpu-check.sh reads on a machine without Node.
     const { writeGpuInputs } = await import('../bench/gpu-inputs.ts')

@@ -41,7 +41,7 @@ function vocPrcl(name: string, splits: ExperimentConfig['data']['splits']): Expe
     log: { tensorboard: true, val_images: 4, progress_s: 60, pseudo_quality: true },
     // One process by default; the released runs: size 8, SyncBN, global prototypes (§7.10).
     world: { size: 1, devices: null, listen: null, keys: null, insecure: false, wait_s: 600, sync_bn: true, broadcast_buffers: false, prototypes: 'global' },
-    worker: { python: null, device: 'auto', transport: 'ipc', threads: null },
+    worker: { python: null, device: 'auto', transport: 'ipc', threads: null, decode_threads: null },
     runs_dir: 'runs',
   }
 }
@@ -83,6 +83,9 @@ export const PRESETS: Record<string, () => ExperimentConfig> = {
   // VOC blended splits of train_aug, UniMatch's CPS-family files (1_16 … 1_2).
   ...Object.fromEntries(['1_16', '1_8', '1_4', '1_2'].map((r) => [`voc-blended-${r}-prcl`, () => vocPrcl(`voc-blended-${r}-prcl`, unimatch('pascal', r))])),
   ...Object.fromEntries(['1_16', '1_8', '1_4', '1_2'].map((r) => [`cityscapes-${r}-prcl`, () => cityscapesPrcl(`cityscapes-${r}-prcl`, unimatch('cityscapes', r))])),
+  // The released code's behaviour and scale, to compare with the published numbers (8 GPUs).
+  'voc-662-prcl-released': () => released(PRESETS['voc-662-prcl']!()),
+  'cityscapes-150-prcl-released': () => released(PRESETS['cityscapes-150-prcl']!()),
   // The CPU demo on the synthetic dataset (prcl synth): tiny model, small crops, fixed epochs.
   'synthetic-demo': syntheticDemo,
   // Its supervised-only baseline: labeled images alone, so the teacher (no forward of its own)
@@ -101,6 +104,22 @@ export const PRESETS: Record<string, () => ExperimentConfig> = {
     c.loss = prclLoss({ ...DEMO_LOSS, prcl: false })
     return c
   },
+}
+
+/** Every quirk that has an option set as released (method spec §14), at the released scale:
+ *  8 ranks of 2 + 2 (VOC) or 6 + 6 (Cityscapes) images, SyncBN, global prototypes, rank 0's
+ *  BatchNorm buffers broadcast (Q-ema-3), confidences truncated to 8 bits (Q-aug-1), rank 0's
+ *  images as every rank's mixing partner (Q-aug-6), the released unsupervised-loss arithmetic
+ *  (Q-loss-1) and random-crop evaluation (Q-eval-1). Bugs that break a run (Q-eval-3's NaN
+ *  Cityscapes score, Q-data-1's empty epochs) stay fixed. */
+function released(c: ExperimentConfig): ExperimentConfig {
+  c.name = `${c.name}-released`
+  c.world = { ...c.world, size: 8, sync_bn: true, prototypes: 'global', broadcast_buffers: true }
+  c.sampling.batch_size *= 8
+  c.policy = { ...c.policy, conf_quantization: 'uint8_trunc', mix_partner: 'prcl_rank0' }
+  c.eval = { ...c.eval, protocol: 'prcl_random_crop', window: null, stride: null }
+  for (const t of c.loss.terms) if (t.op === 'unsup_ce') t.params = { ...t.params, variant: 'released' }
+  return c
 }
 
 const DEMO_LOSS = { unsupThreshold: 0.9, strongThreshold: 0.8, temp: 0.5, numQueries: 32, numNegatives: 64, epochs: 8 }

@@ -149,6 +149,9 @@ export const ExperimentConfig = Type.Object({
     device: Type.String({ pattern: '^(auto|cpu|cuda(:[0-9]+)?)$' }),
     transport: Type.Enum(['ipc', 'tcp']),
     threads: Type.Union([Type.Integer({ minimum: 1, maximum: 1024 }), Type.Null()]),
+    // Threads decoding a step's images on each worker's host [default (null): its CPUs, at most 8];
+    // prcl bench data measures what a number feeds.
+    decode_threads: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Null()])),
   }, Closed),
   runs_dir: PathString,
 }, { ...Closed, $id: 'prcl/experiment' })

@@ -70,8 +70,9 @@ export async function runIdentity(cfg: ExperimentConfig, data: RunData): Promise
 
 /** Settings that may change on resume without --allow-changes: where and on how many workers. */
 // world.*: the ranks; worker.python: the interpreter comes from the environment, not the run;
-// recovery.*, log.*: how many restarts to allow and what to show change nothing the run computes.
-const ALWAYS = [/^world\./, /^worker\.python$/, /^recovery\./, /^log\./]
+// recovery.*, log.*, worker.decode_threads: how many restarts to allow, what to show and how many
+// threads decode change nothing the run computes.
+const ALWAYS = [/^world\./, /^worker\.python$/, /^worker\.decode_threads$/, /^recovery\./, /^log\./]
 /** Settings that keep a run meaningful when changed on resume with --allow-changes. */
 export const ALLOWED_CHANGES = ['sampling.epochs', 'eval.every_epochs', 'checkpoint.every_steps'] as const
 

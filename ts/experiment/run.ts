@@ -337,7 +337,7 @@ export class Experiment extends EventEmitter {
     if (w.listen === null) {
       return WorkerGroup.start({
         size: w.size, devices: w.devices, python: this.cfg.worker.python ?? undefined, device: this.cfg.worker.device,
-        transport: this.cfg.worker.transport, log: 'silent',
+        transport: this.cfg.worker.transport, decodeThreads: this.cfg.worker.decode_threads ?? undefined, log: 'silent',
       })
     }
     const events = new EventEmitter()

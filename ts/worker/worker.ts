@@ -26,6 +26,8 @@ export interface WorkerOptions extends ConnectionOptions {
   heartbeatMs?: number
   /** Microseconds the worker polls for the next request after a reply before it sleeps. */
   spinUs?: number
+  /** Threads decoding one request's images [default: the worker's CPUs, at most 8]. */
+  decodeThreads?: number
   /** After a stalled request, kill the worker if it is still busy on it this much later. */
   stallKillMs?: number
   /** Start a fresh worker on the next call after this one died (spawned workers only). */
@@ -222,7 +224,8 @@ export class Worker extends EventEmitter {
     const args = ['-m', 'prcl_worker', '--connect', this.conn.endpoint, '--instance', instance,
       '--parent-pid', String(process.pid), '--schemas', SCHEMAS_DIR, '--device', this.opts.device ?? 'auto',
       '--heartbeat-ms', String(this.opts.heartbeatMs ?? 1000),
-      ...(this.opts.spinUs === undefined ? [] : ['--spin-us', String(this.opts.spinUs)])]
+      ...(this.opts.spinUs === undefined ? [] : ['--spin-us', String(this.opts.spinUs)]),
+      ...(this.opts.decodeThreads === undefined ? [] : ['--decode-threads', String(this.opts.decodeThreads)])]
     const env = { ...process.env, ...this.opts.env, PYTHONPATH: [PY_DIR, process.env.PYTHONPATH].filter(Boolean).join(':'), PYTHONUNBUFFERED: '1' }
     // detached: a Ctrl-C in the terminal reaches the driver only; the driver shuts the worker down.
     const child = spawn(this.python, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })

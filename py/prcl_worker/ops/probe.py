@@ -53,3 +53,35 @@ def loss_probe(ctx, body, tensors):
         out["grad_rep"] = rep.grad
         out["grad_var"] = var.grad
     return {"value": float(loss.detach())}, out
+
+
+def _prepare_inputs(body, tensors):
+    import time
+
+    from ..inputs import decode_inputs
+    start = time.perf_counter()
+    decoded = decode_inputs(body, tensors)
+    return decoded, (time.perf_counter() - start) * 1000
+
+
+@register("input_probe", tensors="any", prepare=_prepare_inputs)
+def input_probe(ctx, body, tensors):
+    """A train_step's input path without the model (prcl bench data): the encoded images decoded
+    (in the prepare pool, ahead, on the decode threads) and augmented on the device, as the step
+    would; returns how many images and how long each part took."""
+    import time
+
+    from ..inputs import decode_threads
+    from ..train.inputs import labeled, unlabeled
+    start = time.perf_counter()
+    decoded, decode_ms = ctx.prepared(lambda: _prepare_inputs(body, tensors))
+    waited_ms = (time.perf_counter() - start) * 1000
+    start = time.perf_counter()
+    labeled(body, tensors, decoded, ctx.device, body["num_classes"])
+    unlabeled(body, tensors, decoded, ctx.device)
+    if str(ctx.device).startswith("cuda"):
+        torch.cuda.synchronize(ctx.device)
+    augment_ms = (time.perf_counter() - start) * 1000
+    images = len(decoded["img_l"]) + len(decoded["img_u"])
+    return {"images": images, "decode_ms": decode_ms, "waited_ms": waited_ms, "augment_ms": augment_ms,
+            "decode_threads": decode_threads()}

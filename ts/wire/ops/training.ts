@@ -279,4 +279,18 @@ export const probeOps = {
     result: Type.Object({ value: Type.Union([Type.Number(), Type.Null()]) }, Closed),
     tensors: 'any',
   }),
+  input_probe: op({
+    doc: "A train_step's input path without the model (prcl bench data): img_l.<i>, lbl_l.<i>, img_u.<i> decoded on the decode threads, then augmented on the device as the step would. Times in ms.",
+    args: Type.Object({
+      num_classes: Type.Integer({ minimum: 2, maximum: 1000 }),
+      labeled_aug: Type.Optional(Type.Array(ImageAug, { maxItems: 1024 })),
+      unlabeled_crop: Type.Optional(Type.Array(ImageAug, { maxItems: 1024 })),
+      label_lut: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), { minItems: 256, maxItems: 256 })),
+    }, Closed),
+    result: Type.Object({
+      images: Type.Integer({ minimum: 0 }), decode_ms: Type.Number(), waited_ms: Type.Number(), augment_ms: Type.Number(),
+      decode_threads: Type.Integer({ minimum: 1 }),
+    }, Closed),
+    tensors: 'any',
+  }),
 }
