@@ -131,8 +131,8 @@ describe('planStep', () => {
 })
 
 describe('policy.mix_partner (Q-aug-6)', () => {
-  it('is local_next in every preset; the three values are accepted and each step\'s plan and every rank\'s shard carry it', () => {
-    for (const name of presetNames()) expect(preset(name)!.policy.mix_partner, name).toBe('local_next')
+  it('is local_next in every preset but the -released ones (prcl_rank0); the three values are accepted and each step\'s plan and every rank\'s shard carry it', () => {
+    for (const name of presetNames()) expect(preset(name)!.policy.mix_partner, name).toBe(name.endsWith('-released') ? 'prcl_rank0' : 'local_next')
     for (const partner of ['local_next', 'global_next', 'prcl_rank0'] as const) {
       const cfg = demo([`policy.mix_partner=${partner}`, 'sampling.batch_size=4', 'world.size=2'])
       expect(cfg.policy.mix_partner).toBe(partner)
