@@ -39,6 +39,7 @@ describe('prcl report', () => {
     expect(r.groups[0]!.last_sd).toBeCloseTo(Math.abs(last(0) - last(1)) / Math.SQRT2, 12)
     expect(r.runs[2]!.steps.terms).not.toHaveProperty('prcl')
     expect(r.runs[0]!.best!.confusion).toHaveLength(r.runs[0]!.classes.length ** 2)
+    expect(r.runs.map((x) => x.evals.protocol)).toEqual(['whole images', 'whole images', 'whole images'])
   })
 
   it('opens in headless Chromium with no error, every chart drawn and every picture loaded', async () => {
@@ -53,6 +54,8 @@ describe('prcl report', () => {
     expect(page.charts).toHaveLength(3 * 6 + 2)
     expect(page.charts.filter((c) => c.title === 'pseudo-labels against the unlabeled ground truth')).toHaveLength(3)
     expect(page.charts.filter((c) => !c.drawn)).toEqual([])
+    // Each run's mIoU chart says how the scores were measured.
+    expect(page.charts.filter((c) => c.title === 'mIoU (teacher; whole images)')).toHaveLength(3)
     // Per run two val strips and two unlabeled ones.
     expect(page.pictures).toEqual({ loaded: 3 * 4, total: 3 * 4 })
     // Comparison (groups, runs), and per run the IoU-per-evaluation and confusion tables.

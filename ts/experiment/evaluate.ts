@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import type { ExperimentConfig } from '../config/schema.ts'
 import { readSample } from '../data/dataset.ts'
 import { Rng, STREAM } from '../rng.ts'
+import { evalProtocol, type EvalProtocol } from './protocol.ts'
 import { bytesTensor, type Tensors } from '../wire/tensor.ts'
 import { WorkerGroup, WorkerGroupError } from '../worker/group.ts'
 import { Worker } from '../worker/worker.ts'
@@ -15,17 +16,8 @@ import { loadRunData, type RunData } from './data.ts'
 import { iouFromConfusion, type IoUResult } from './metrics.ts'
 import { workerSettings } from './settings.ts'
 
-/** How a score was measured: recorded with every result (metrics.jsonl, summary.json, prcl eval). */
-export interface EvalProtocol {
-  kind: ExperimentConfig['eval']['protocol']
-  /** sliding: the window and stride; prcl_random_crop: the crop. */
-  window?: number[]
-  stride?: number[]
-  crop?: number[]
-  /** Test-time augmentation: the scales averaged over, and whether mirror images were too. */
-  scales: number[]
-  flip: boolean
-}
+export type { EvalProtocol }
+export { describeProtocol, evalProtocol } from './protocol.ts'
 
 export interface EvalEvent extends IoUResult {
   type: 'eval'; step: number; epoch: number; model: string
@@ -35,24 +27,6 @@ export interface EvalEvent extends IoUResult {
   classes: string[]
   /** Pixels by ground-truth class (rows) and predicted class (columns), row-major. */
   confusion: number[]
-}
-
-/** The protocol eval settings describe (the released random crop defaults to the training crop). */
-export function evalProtocol(cfg: ExperimentConfig): EvalProtocol {
-  const e = cfg.eval
-  const tta = { scales: e.scales ?? [1], flip: e.flip ?? false }
-  if (e.protocol === 'sliding') return { kind: e.protocol, window: e.window!, stride: e.stride!, ...tta }
-  if (e.protocol === 'prcl_random_crop') return { kind: e.protocol, crop: e.window ?? cfg.data.labeled.crop, ...tta }
-  return { kind: e.protocol, ...tta }
-}
-
-/** One line for a person: `sliding 512×512 every 341×341, scales 0.75/1/1.25 + flip`. */
-export function describeProtocol(p: EvalProtocol): string {
-  const size = (s?: number[]) => (s ?? []).join('×')
-  const base = p.kind === 'sliding' ? `sliding ${size(p.window)} every ${size(p.stride)}`
-    : p.kind === 'prcl_random_crop' ? `random ${size(p.crop)} crops (as released)` : 'whole images'
-  const tta = p.scales.length > 1 || p.scales[0] !== 1 || p.flip ? `, scales ${p.scales.join('/')}${p.flip ? ' + flip' : ''}` : ''
-  return base + tta
 }
 
 /** Confusion over the val split (encoded images, scored at their own size), then IoU. */

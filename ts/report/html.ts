@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { drawReport } from './page.ts'
 import { readRun, type RunView } from './read-run.ts'
+import { describeProtocol } from '../experiment/protocol.ts'
 
 export interface ReportRun {
   name: string
@@ -20,7 +21,8 @@ export interface ReportRun {
     /** Pseudo-labels against the unlabeled ground truth (log.pseudo_quality), series by name; null without it. */
     quality: Record<string, Array<number | null>> | null
   }
-  evals: { model: string; step: number[]; miou: number[]; iou: Array<Array<number | null>> }
+  /** `protocol`: how the scores were measured, in words (older runs: the protocol's kind). */
+  evals: { model: string; protocol: string; step: number[]; miou: number[]; iou: Array<Array<number | null>> }
   last: { step: number; miou: number } | null
   best: { step: number; miou: number; confusion: number[] } | null
   pictures: RunView['pictures']
@@ -109,7 +111,11 @@ function toReportRun(v: RunView): ReportRun {
       lr: steps.map((s) => s.lr), head_lr: steps.map((s) => s.head_lr), weak: steps.map((s) => s.weak_threshold),
       schedules, mask_ratio: steps.map((s) => s.stats.mask_ratio), quality: qualitySeries(steps),
     },
-    evals: { model: evals[0]?.model ?? 'teacher', step: evals.map((e) => e.step), miou: evals.map((e) => e.miou), iou: evals.map((e) => e.iou) },
+    evals: {
+      model: evals[0]?.model ?? 'teacher',
+      protocol: evals[0]?.eval_protocol ? describeProtocol(evals[0].eval_protocol) : evals[0]?.protocol ?? '',
+      step: evals.map((e) => e.step), miou: evals.map((e) => e.miou), iou: evals.map((e) => e.iou),
+    },
     last: last && { step: last.step, miou: last.miou },
     best: best && { step: best.step, miou: best.miou, confusion: best.confusion ?? [] },
     pictures: v.pictures, recoveries: v.recoveries.length, wall_minutes: v.summary?.wall_minutes ?? null,

@@ -111,7 +111,7 @@ export function drawReport(data: ReportData): void {
       }
     }
     if (r.evals.step.length) {
-      chart(sec, `mIoU (${r.evals.model})`, r.evals.step, [{ label: 'mIoU', values: r.evals.miou }])
+      chart(sec, `mIoU (${r.evals.model}${r.evals.protocol ? `; ${r.evals.protocol}` : ''})`, r.evals.step, [{ label: 'mIoU', values: r.evals.miou }])
       heatTable(sec, 'IoU per class at each evaluation (%)', r.classes, r.evals.step.map((s, i) => ({ label: `step ${s}`, values: r.evals.iou[i]! })))
     }
     if (r.best) {
