@@ -10,7 +10,8 @@
 #       installs .whl/ into /tmp/site if present, then: the machine (nvidia-smi, torch), the Python
 #       tests (the CUDA-only ones run there; the rest as on CPU), the PRCL loss forward + backward at
 #       the paper's shapes against the literal reference (time, peak memory), and bench/gpu_check.py
-#       (R101 train steps at 321² for 2 + 2 and 8 + 8, fp32/bf16/channels-last; 50 demo steps).
+#       (R101 train steps at 321² for 2 + 2 and 8 + 8, fp32/bf16/channels-last; 50 demo steps; the
+#       input path: VOC and Cityscapes-size images decoded on 1-8 threads, augmented on the GPU).
 #       Writes OUT_DIR/gpu-check.log and OUT_DIR/gpu-check.json (OUT_DIR: $OUT, else bench/results).
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -5,7 +5,9 @@ the driver: `prcl bench gpu-inputs`) and runs the worker's own op functions in-p
 
 * DeepLabV3+-R101 train steps at 321² for 2 + 2 and 8 + 8 images, fp32, bf16 and channels-last:
   median step time over the timed steps, peak GPU memory;
-* 50 steps of the demo preset (its settings, 48² crops, 8 + 8): total and per-step time.
+* 50 steps of the demo preset (its settings, 48² crops, 8 + 8): total and per-step time;
+* the input path (prcl bench data's requests: VOC 500×375 JPEG 2 + 2, Cityscapes 2048×1024 PNG
+  6 + 6): decode on 1, 2, 4, 8 threads and augmentation on the device, per request.
 
 Random raw tensors (normalised images, labels); the numbers are times, not accuracy. Prints one
 JSON object and, with --out, writes it there.
@@ -78,6 +80,57 @@ def run_case(schemas, device, case, n, steps, warmup, amp="none", channels_last=
     }
 
 
+def run_data(schemas, device, cases, quick):
+    """The input path on this host (prcl bench data's requests, without Node): each request's
+    images decoded on 1, 2, 4 … decode threads (the worker's pool), then augmented on `device` by
+    the input_probe op. Decode and augment overlap in a running worker (two requests in flight), so
+    it feeds about images / max(decode, augment) per second; decoded_per_core_s sizes the host."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from make_images import encoded
+
+    from prcl_worker import inputs
+    ctx = ReplayContext(device, schemas)
+    rows = []
+    usable = inputs.default_decode_threads()
+    before = inputs.decode_threads()
+    try:
+        for case in cases:
+            b = len(case["requests"][0]["labeled_aug"])
+            files = encoded(case["width"], case["height"], case["format"], 2 if quick else 2 * b)
+
+            def tensors_for(r, b=b, files=files):
+                def u8(data):
+                    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+                t = {}
+                for i in range(b):
+                    img, lbl = files[(2 * (r * b + i)) % len(files)]
+                    t[f"img_l.{i}"], t[f"lbl_l.{i}"] = u8(img), u8(lbl)
+                    t[f"img_u.{i}"] = u8(files[(2 * (r * b + i) + 1) % len(files)][0])
+                return t
+
+            for threads in [n for n in (1, 2, 4, 8) if n <= usable]:
+                inputs.set_decode_threads(threads)
+                decode, augment = [], []
+                for r in range(2 + (2 if quick else 10)):
+                    body = case["requests"][r % len(case["requests"])]
+                    out = REGISTRY["input_probe"].fn(ctx, body, tensors_for(r))
+                    if r >= 2:
+                        decode.append(out["decode_ms"])
+                        augment.append(out["augment_ms"])
+                decode.sort()
+                augment.sort()
+                d, a = decode[len(decode) // 2], augment[len(augment) // 2]
+                row = {"dataset": case["dataset"], "image": f"{case['width']}x{case['height']} {case['format']}",
+                       "batch": 2 * b, "decode_threads": threads, "decode_ms": round(d, 2), "augment_ms": round(a, 2),
+                       "images_per_s": round(2 * b * 1000 / max(d, a), 1),
+                       "decoded_per_core_s": round(2 * b * 1000 / (d * threads), 1)}
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+    finally:
+        inputs.set_decode_threads(before)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -91,8 +144,13 @@ def main(argv=None):
     out = {
         "device": a.device, "torch": torch.__version__,
         "device_name": torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu",
-        "r101": [], "demo": None,
+        "r101": [], "demo": None, "data": None,
     }
+    def save():  # after each section, so a timeout keeps what finished
+        if a.out:
+            with open(a.out, "w") as f:
+                f.write(json.dumps(out, indent=2) + "\n")
+
     r101 = cases["r101"]
     if a.quick:
         r101 = dict(r101, size=65)
@@ -105,15 +163,15 @@ def main(argv=None):
                 row = {"images": f"{n}+{n}", "amp": amp, "channels_last": cl, "error": f"{type(e).__name__}: {e}"}
             out["r101"].append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
+            save()
     demo = cases["demo"]
     steps = 3 if a.quick else 50
     out["demo"] = run_case(schemas, a.device, demo, 8, steps, 2)
     print(json.dumps(out["demo"]), file=sys.stderr, flush=True)
-    text = json.dumps(out, indent=2)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
-    print(text)
+    save()
+    out["data"] = run_data(schemas, a.device, cases["data"], a.quick)
+    save()
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { preset } from '../config/presets.ts'
+import { ROOT } from '../paths.ts'
 import { drawLabeled, drawUnlabeledCrop } from '../policy/augment.ts'
 import { Rng } from '../rng.ts'
 import { bytesTensor, type Tensors } from '../wire/tensor.ts'
@@ -17,26 +18,12 @@ import { findPython } from '../worker/python.ts'
 import { Worker } from '../worker/worker.ts'
 import { machine } from './wire.ts'
 
-interface Kind { name: 'voc' | 'cityscapes'; preset: string; width: number; height: number; format: 'JPEG' | 'PNG'; files: number }
-const KINDS: Kind[] = [
+export interface Kind { name: 'voc' | 'cityscapes'; preset: string; width: number; height: number; format: 'JPEG' | 'PNG'; files: number }
+/** The two image sizes, each with its preset's batch and augmentation (files: bench/make_images.py). */
+export const KINDS: Kind[] = [
   { name: 'voc', preset: 'voc-662-prcl', width: 500, height: 375, format: 'JPEG', files: 16 },
   { name: 'cityscapes', preset: 'cityscapes-150-prcl', width: 2048, height: 1024, format: 'PNG', files: 12 },
 ]
-
-// Photograph-like content (smooth fields, edges and noise), so the files compress as real ones do:
-// a VOC JPEG at quality 90 is ~100-150 kB, a Cityscapes PNG ~2-4 MB.
-const MAKE = `
-import sys, numpy as np
-from PIL import Image
-out, kind, w, h, fmt, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
-rng = np.random.default_rng(0)
-for i in range(n):
-    base = Image.fromarray(rng.integers(0, 256, (h // 32 + 1, w // 32 + 1, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
-    img = np.asarray(base).astype(np.int16) + rng.integers(-12, 13, (h, w, 3))
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(f"{out}/{kind}-{i}.{'jpg' if fmt == 'JPEG' else 'png'}", fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-    lbl = Image.fromarray(rng.integers(0, 19, (h // 64 + 1, w // 64 + 1), dtype=np.uint8)).resize((w, h), Image.NEAREST)
-    lbl.save(f"{out}/{kind}-{i}-label.png", "PNG")
-`
 
 export interface DataCase {
   dataset: Kind['name']
@@ -67,7 +54,8 @@ export async function dataBench(o: { steps?: number; device?: string; decodeThre
   const dir = mkdtempSync(join(tmpdir(), 'prcl-bench-data-'))
   try {
     const { python } = await findPython(o.python)
-    await Promise.all(kinds.map((k) => promisify(execFile)(python, ['-c', MAKE, dir, k.name, String(k.width), String(k.height), k.format, String(k.files)])))
+    const make = join(ROOT, 'bench', 'make_images.py')
+    await Promise.all(kinds.map((k) => promisify(execFile)(python, [make, dir, k.name, String(k.width), String(k.height), k.format, String(k.files)])))
     const cases: DataCase[] = []
     for (const threads of o.decodeThreads ?? [1, 0]) {
       const worker = await Worker.start({ device: o.device ?? 'auto', decodeThreads: threads || undefined, log: 'silent', python })
@@ -84,11 +72,21 @@ export async function dataBench(o: { steps?: number; device?: string; decodeThre
   }
 }
 
-async function measure(worker: Worker, k: Kind, dir: string, steps: number): Promise<DataCase> {
+/** One request's input_probe arguments for `k`: the preset's batch, augmentation drawn as a step's. */
+export function probeBody(k: Kind, rng: Rng) {
   const cfg = preset(k.preset)!
   const b = cfg.sampling.batch_size
-  const rng = Rng.keyed(0, 99)
   const size = { height: k.height, width: k.width }
+  return {
+    num_classes: cfg.model.num_classes,
+    labeled_aug: Array.from({ length: b }, () => drawLabeled(rng, cfg, size)),
+    unlabeled_crop: Array.from({ length: b }, () => drawUnlabeledCrop(rng, cfg, size)),
+  }
+}
+
+async function measure(worker: Worker, k: Kind, dir: string, steps: number): Promise<DataCase> {
+  const b = preset(k.preset)!.sampling.batch_size
+  const rng = Rng.keyed(0, 99)
   const ext = k.format === 'JPEG' ? 'jpg' : 'png'
   const reads: number[] = []
   let fileBytes = 0
@@ -106,12 +104,7 @@ async function measure(worker: Worker, k: Kind, dir: string, steps: number): Pro
       fileBytes += img.length
     }
     reads.push(performance.now() - t0)
-    const body = {
-      num_classes: cfg.model.num_classes,
-      labeled_aug: Array.from({ length: b }, () => drawLabeled(rng, cfg, size)),
-      unlabeled_crop: Array.from({ length: b }, () => drawUnlabeledCrop(rng, cfg, size)),
-    }
-    return worker.call('input_probe', body, { tensors, timeoutMs: 600_000 })
+    return worker.call('input_probe', probeBody(k, rng), { tensors, timeoutMs: 600_000 })
   }
   const warm = 2
   const results: Array<{ decode_ms: number; augment_ms: number; decode_threads: number }> = []
