@@ -31,6 +31,7 @@ describe('prcl doctor', () => {
     expect(['cpu', 'cuda']).toContain(out.device.split(':')[0])
     expect(out.ops).toEqual(expect.arrayContaining(['ping', 'echo', 'stats', 'shutdown']))
     expect(processExists(out.worker.pid)).toBe(false)
+    expect(out.weights.files.map((w: { backbone: string }) => w.backbone)).toEqual(['resnet18', 'resnet50', 'resnet101'])
   })
 
   it('explains every rejected interpreter when none works', () => {

@@ -1,6 +1,7 @@
 // `prcl doctor [--json]`: which Python runs the worker (and which candidates were refused and
 // why), then a real worker's hello and a round trip.
 import { createRequire } from 'node:module'
+import { locateWeights, weightsDirs } from '../weights/resolve.ts'
 import { findPython, PythonNotFoundError } from '../worker/python.ts'
 import { Worker } from '../worker/worker.ts'
 import { PROTOCOL_VERSION } from '../wire/envelope.ts'
@@ -52,12 +53,17 @@ export async function doctor(args: string[]): Promise<number> {
         node: process.versions.node,
         zeromq: zmqVersion,
         ping_rtt_us: Math.round(rttUs),
+        weights: { dirs: weightsDirs(), files: locateWeights().map((w) => ({ backbone: w.backbone, file: w.file, found: w.found })) },
       }))
     } else {
       say(`worker ${hello.worker_version} pid ${hello.pid} on ${hello.device} (${hello.device_name}), torch ${hello.torch}, cuda ${hello.cuda ?? 'none'}`)
       say(`  endpoint ${worker.endpoint}, schemas ${hello.schema_hash}, heartbeat every ${hello.heartbeat_ms} ms`)
       say(`  ops: ${Object.keys(hello.ops).join(', ')}`)
       say(`  ping round trip: ${rttUs.toFixed(0)} µs (median of ${n})`)
+      // model.pretrained: imagenet (every real preset) needs these; `prcl weights` lists and fetches.
+      const weights = locateWeights()
+      say(`ImageNet weights in ${weightsDirs().join(' or ')}: ${weights.map((w) => `${w.backbone} ${w.found ? 'found' : 'missing'}`).join(', ')}` +
+        (weights.some((w) => !w.found) ? ' (prcl weights fetch NAME, or model.pretrained: none)' : ''))
       say('ok')
     }
   } finally {

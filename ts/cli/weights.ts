@@ -1,10 +1,9 @@
 // `prcl weights list` / `prcl weights fetch BACKBONE...`: the ImageNet files model.pretrained:
 // imagenet starts from, where they are found, and a checked download.
-import { existsSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import { IMAGENET } from '../weights/catalog.ts'
 import { fetchWeights, type FetchResult } from '../weights/fetch.ts'
-import { weightsDirs } from '../weights/resolve.ts'
+import { locateWeights, weightsDirs } from '../weights/resolve.ts'
 import { parseCommand } from './args.ts'
 import { weights as WEIGHTS } from './commands.ts'
 import { CommandError, UsageError } from './usage.ts'
@@ -15,9 +14,7 @@ export async function weights(args: string[]): Promise<number> {
   const dirs = weightsDirs()
   if (action === 'list') {
     if (names.length) throw new UsageError(`list takes no arguments (got ${names.join(' ')})`, 'weights')
-    const rows = Object.values(IMAGENET).map((w) => ({
-      ...w, found: dirs.map((d) => join(d, w.file)).find((f) => existsSync(f)) ?? null,
-    }))
+    const rows = locateWeights(dirs)
     if (values.json) console.log(JSON.stringify({ dirs, weights: rows }))
     else {
       console.log(`looked for in: ${dirs.join(', ')}`)

@@ -33,6 +33,11 @@ export function weightsDirs(env: NodeJS.ProcessEnv = process.env): string[] {
   return dirs
 }
 
+/** Each catalog file and the first of `dirs` holding a file of its name (unverified), or null. */
+export function locateWeights(dirs: string[] = weightsDirs(), catalog: Catalog = IMAGENET): Array<WeightsFile & { found: string | null }> {
+  return Object.values(catalog).map((w) => ({ ...w, found: dirs.map((d) => join(d, w.file)).find((f) => existsSync(f)) ?? null }))
+}
+
 /** The catalog entry for a model's backbone, or an error saying why there is none. */
 export function imagenetEntry(model: { backbone: string; width: number }, catalog: Catalog = IMAGENET): WeightsFile {
   const entry = Object.hasOwn(catalog, model.backbone) ? catalog[model.backbone] : undefined
