@@ -32,6 +32,13 @@ async function peer(c: Connection, routingId: string): Promise<Dealer> {
   return d
 }
 
+/** `d` says hello as `instance`; resolves with the hello `c` adopts. */
+async function sayHello(c: Connection, d: Dealer, instance: string): Promise<Hello> {
+  const adopted = next<Hello>(c, 'hello')
+  await d.send(packHeader(hello(instance)))
+  return adopted
+}
+
 function next<T>(c: Connection, event: string, ms = 3000): Promise<T> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`no '${event}' within ${ms} ms`)), ms)
@@ -49,9 +56,7 @@ describe('hellos', () => {
     expect(await refused).toEqual({ instance: 'forger', reason: 'a hello from instance forger, but this driver started real' })
     expect(c.hello).toBeNull()
     const real = await peer(c, 'real')
-    const adopted = next<Hello>(c, 'hello')
-    await real.send(packHeader(hello('real')))
-    expect((await adopted).instance).toBe('real')
+    expect((await sayHello(c, real, 'real')).instance).toBe('real')
     // a forger that copies the instance but not the socket identity
     const refused2 = next<{ reason: string }>(c, 'hello-refused')
     await forger.send(packHeader(hello('real')))
@@ -62,18 +67,14 @@ describe('hellos', () => {
   it('an attached connection adopts the first hello and refuses another instance while it is connected', async () => {
     const c = await conn()
     const a = await peer(c, 'aaa')
-    const adopted = next<Hello>(c, 'hello')
-    await a.send(packHeader(hello('aaa')))
-    await adopted
+    await sayHello(c, a, 'aaa')
     const b = await peer(c, 'bbb')
     const refused = next<{ reason: string }>(c, 'hello-refused')
     await b.send(packHeader(hello('bbb')))
     expect((await refused).reason).toBe('a hello from instance bbb while worker aaa is connected')
     expect(c.hello!.instance).toBe('aaa')
     // the same worker again (a reconnect) is fine
-    const again = next<Hello>(c, 'hello')
-    await a.send(packHeader(hello('aaa')))
-    expect((await again).instance).toBe('aaa')
+    expect((await sayHello(c, a, 'aaa')).instance).toBe('aaa')
   })
 
   it('a hello with a heartbeat interval out of range is not adopted', async () => {
@@ -92,9 +93,7 @@ describe('replies', () => {
   it('a reply for a pending id from another identity is ignored and counted', async () => {
     const c = await conn()
     const w = await peer(c, 'w')
-    const adopted = next<Hello>(c, 'hello')
-    await w.send(packHeader(hello('w')))
-    await adopted
+    await sayHello(c, w, 'w')
     const other = await peer(c, 'other')
     const call = c.call('ping', { payload: 1 })
     const [head] = await w.receive()
@@ -117,9 +116,7 @@ describe('header size', () => {
   it('a header over the worker\'s limit is refused at once, naming the biggest body field', async () => {
     const c = await conn()
     const w = await peer(c, 'w')
-    const adopted = next<Hello>(c, 'hello')
-    await w.send(packHeader(hello('w')))
-    await adopted
+    await sayHello(c, w, 'w')
     const started = Date.now()
     const err = await c.call('ping', { payload: 'x'.repeat(MAX_HEADER_BYTES), small: 1 }, { timeoutMs: 30_000 }).catch((e) => e)
     expect(err).toBeInstanceOf(ProtocolError)

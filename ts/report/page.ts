@@ -14,6 +14,16 @@ export function drawReport(data: ReportData): void {
     return e
   }
   const pct = (x: number | null | undefined) => (typeof x === 'number' ? (x * 100).toFixed(2) : '—')
+  /** A table of text cells under a header row. */
+  const textTable = (headers: string[], rows: string[][]): HTMLElement => {
+    const t = el('table', { class: 'compare' })
+    for (const [tag, cells] of [['th', headers] as const, ...rows.map((r) => ['td', r] as const)]) {
+      const tr = el('tr')
+      for (const v of cells) tr.appendChild(el(tag, {}, v))
+      t.appendChild(tr)
+    }
+    return t
+  }
   const root = document.getElementById('report')!
   const width = Math.min(900, Math.max(480, root.clientWidth - 20))
 
@@ -61,26 +71,13 @@ export function drawReport(data: ReportData): void {
   if (data.runs.length > 1) {
     const sec = el('section', { id: 'comparison' })
     sec.appendChild(el('h2', {}, 'Comparison'))
-    const t = el('table', { class: 'compare' })
-    const head = el('tr')
-    for (const h of ['group', 'runs', 'seeds', 'last mIoU (mean ± sd)', 'best mIoU (mean ± sd)']) head.appendChild(el('th', {}, h))
-    t.appendChild(head)
-    for (const g of data.groups) {
-      const tr = el('tr')
-      for (const v of [g.group, String(g.runs), g.seeds.join(', '), `${pct(g.last_mean)} ± ${pct(g.last_sd)}`, `${pct(g.best_mean)} ± ${pct(g.best_sd)}`]) tr.appendChild(el('td', {}, v))
-      t.appendChild(tr)
-    }
-    sec.appendChild(t)
-    const perRun = el('table', { class: 'compare' })
-    const h2 = el('tr')
-    for (const h of ['run', 'steps', 'last mIoU', 'best mIoU (step)', 'recoveries']) h2.appendChild(el('th', {}, h))
-    perRun.appendChild(h2)
-    for (const r of data.runs) {
-      const tr = el('tr')
-      for (const v of [r.name, String(r.steps.step.length ? r.steps.step[r.steps.step.length - 1] : 0), pct(r.last?.miou), r.best ? `${pct(r.best.miou)} (${r.best.step})` : '—', String(r.recoveries)]) tr.appendChild(el('td', {}, v))
-      perRun.appendChild(tr)
-    }
-    sec.appendChild(perRun)
+    sec.appendChild(textTable(['group', 'runs', 'seeds', 'last mIoU (mean ± sd)', 'best mIoU (mean ± sd)'], data.groups.map((g) => [
+      g.group, String(g.runs), g.seeds.join(', '), `${pct(g.last_mean)} ± ${pct(g.last_sd)}`, `${pct(g.best_mean)} ± ${pct(g.best_sd)}`,
+    ])))
+    sec.appendChild(textTable(['run', 'steps', 'last mIoU', 'best mIoU (step)', 'recoveries'], data.runs.map((r) => [
+      r.name, String(r.steps.step.length ? r.steps.step[r.steps.step.length - 1] : 0), pct(r.last?.miou),
+      r.best ? `${pct(r.best.miou)} (${r.best.step})` : '—', String(r.recoveries),
+    ])))
     // Overlaid curves: every run's mIoU and total loss on one step axis.
     const xs = [...new Set(data.runs.flatMap((r) => r.evals.step))].sort((a, b) => a - b)
     chart(sec, 'mIoU over steps, every run', xs, data.runs.map((r) => ({
