@@ -123,11 +123,12 @@ async function measure(worker: Worker, k: Kind, dir: string, steps: number): Pro
   const median = (xs: number[]) => [...xs].sort((a, c) => a - c)[Math.floor(xs.length / 2)]!
   const r2 = (x: number) => Math.round(x * 100) / 100
   const imagesPerS = (steps * 2 * b) / seconds
+  const decodeMs = median(results.map((r) => r.decode_ms))
   return {
     dataset: k.name, image: `${k.width}×${k.height} ${k.format}`, batch: 2 * b, decode_threads: threads, device: worker.hello.device,
     images_per_s: r2(imagesPerS), steps_per_s: r2(steps / seconds), images_per_s_per_thread: r2(imagesPerS / threads),
-    decoded_per_core_s: r2((2 * b * 1000) / (median(results.map((r) => r.decode_ms)) * threads)),
-    read_ms: r2(median(reads)), decode_ms: r2(median(results.map((r) => r.decode_ms))), augment_ms: r2(median(results.map((r) => r.augment_ms))),
+    decoded_per_core_s: r2((2 * b * 1000) / (decodeMs * threads)),
+    read_ms: r2(median(reads)), decode_ms: r2(decodeMs), augment_ms: r2(median(results.map((r) => r.augment_ms))),
     file_kb: Math.round(fileBytes / (reads.length * b) / 1024),
   }
 }

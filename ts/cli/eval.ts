@@ -1,7 +1,8 @@
 // `prcl eval --run DIR [--checkpoint best|latest] [--model teacher|student|both]
 //  [--protocol KIND] [--scales LIST] [--flip] [--json] [--python PATH]`
 import type { ExperimentConfig } from '../config/schema.ts'
-import { describeProtocol, evaluateCheckpoint } from '../experiment/evaluate.ts'
+import { evaluateCheckpoint } from '../experiment/evaluate.ts'
+import { describeProtocol } from '../experiment/protocol.ts'
 import { parseCommand } from './args.ts'
 import { evalCmd as EVAL } from './commands.ts'
 import { checkRunDir } from './run-dir.ts'

@@ -16,9 +16,6 @@ import { loadRunData, type RunData } from './data.ts'
 import { iouFromConfusion, type IoUResult } from './metrics.ts'
 import { workerSettings } from './settings.ts'
 
-export type { EvalProtocol }
-export { describeProtocol, evalProtocol } from './protocol.ts'
-
 export interface EvalEvent extends IoUResult {
   type: 'eval'; step: number; epoch: number; model: string
   /** The protocol's kind (whole, sliding, prcl_random_crop); its every setting in eval_protocol. */

@@ -39,7 +39,7 @@ export function locateWeights(dirs: string[] = weightsDirs(), catalog: Catalog =
 }
 
 /** The catalog entry for a model's backbone, or an error saying why there is none. */
-export function imagenetEntry(model: { backbone: string; width: number }, catalog: Catalog = IMAGENET): WeightsFile {
+function imagenetEntry(model: { backbone: string; width: number }, catalog: Catalog = IMAGENET): WeightsFile {
   const entry = Object.hasOwn(catalog, model.backbone) ? catalog[model.backbone] : undefined
   if (!entry) {
     throw new WeightsError(`model.pretrained: 'imagenet': no ImageNet weights are known for ${model.backbone} (known: ${Object.keys(catalog).join(', ')}); name a file, or set model.pretrained: none`)
@@ -50,7 +50,7 @@ export function imagenetEntry(model: { backbone: string; width: number }, catalo
   return entry
 }
 
-export function fetchHint(entry: WeightsFile, dirs: string[]): string {
+function fetchHint(entry: WeightsFile, dirs: string[]): string {
   return `download ${entry.url} (sha256 ${entry.sha256}) into ${dirs.join(' or ')} ` +
     `(prcl weights fetch ${entry.backbone} does that, checking the sha256)`
 }

@@ -54,14 +54,15 @@ def read_state_dict(path, sha256=None, trusted=True):
         raise FileNotFoundError(f"backbone weights file not found: {path}")
     data = _read_bytes(path, sha256)
     from ..state import is_safetensors, safe_torch_load
-    if not is_safetensors(path, data[:9]) and not trusted and torch_version() < (2, 6):
+    safe_format = is_safetensors(path, data[:9])
+    if not safe_format and not trusted and torch_version() < (2, 6):
         raise ValueError(
             f"backbone weights file {path} is a pickle-based torch file that prcl does not know by its sha256 "
             f"({hashlib.sha256(data).hexdigest()}), and torch {torch.__version__}'s weights-only loader can be made "
             "to run code (CVE-2025-32434, fixed in torch 2.6). Use the published file (prcl weights fetch), "
             "a safetensors copy, torch >= 2.6, or --trust-weights if you trust where it came from")
     try:
-        if is_safetensors(path, data[:9]):
+        if safe_format:
             obj = safetensors.torch.load(data)
         else:
             # weights_only (a foreign pickle never runs code here), TorchScript archives refused.

@@ -2,6 +2,8 @@
 
 The 'prcl' and 'unsup_ce' probes take their op's complete params (schemas/losses.json), checked."""
 
+import time
+
 import torch
 
 from ..errors import InvalidArgument
@@ -56,8 +58,6 @@ def loss_probe(ctx, body, tensors):
 
 
 def _prepare_inputs(body, tensors):
-    import time
-
     from ..inputs import decode_inputs
     start = time.perf_counter()
     decoded = decode_inputs(body, tensors)
@@ -69,8 +69,6 @@ def input_probe(ctx, body, tensors):
     """A train_step's input path without the model (prcl bench data): the encoded images decoded
     (in the prepare pool, ahead, on the decode threads) and augmented on the device, as the step
     would; returns how many images and how long each part took."""
-    import time
-
     from ..inputs import decode_threads
     from ..train.inputs import labeled, unlabeled
     start = time.perf_counter()
