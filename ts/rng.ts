@@ -33,6 +33,8 @@ export const STREAM = {
   /** Where each val image's crop falls in one evaluation (eval.protocol prcl_random_crop):
    *  Rng.keyed(seed, STREAM.evalCrop, step), so it needs no state of its own. */
   evalCrop: 8,
+  /** One scene of the handwritten-digit dataset: Rng.keyed(seed, STREAM.digitsImage, imageIndex). */
+  digitsImage: 9,
 } as const
 
 export type StreamKey = (typeof STREAM)[keyof typeof STREAM]

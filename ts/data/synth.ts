@@ -23,11 +23,8 @@
 // jpeg-js's encoder has no timestamps. Images do not depend on `labeled`: the labeled subset is
 // chosen afterwards (every class present, the rest at random), so splits of several sizes can be
 // cut from one dataset.
-import { createHash } from 'node:crypto'
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
-import { dirname, join, resolve, sep } from 'node:path'
-import { encodeRgbJpeg } from './jpeg.ts'
-import { encodeLabelPng } from './png.ts'
+import { join } from 'node:path'
+import { chooseLabeled, writeGenerated, type Rendered } from './generated.ts'
 import { Rng, STREAM } from '../rng.ts'
 
 export interface SynthOptions {
@@ -94,12 +91,17 @@ const LIMITS = {
   quality: [1, 100],
 } as const
 
-function checkInt(name: string, value: unknown, lo: number, hi: number, why = ''): number {
+/** `value` as an integer in lo..hi, or a RangeError naming `<what> option <name>` and its range. */
+export function checkInt(what: string, name: string, value: unknown, lo: number, hi: number, why = ''): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < lo || value > hi) {
-    const got = typeof value === 'number' ? String(value) : `${typeof value} ${JSON.stringify(value)}`
-    throw new RangeError(`synth option ${name} must be an integer in ${lo}..${hi}${why}, got ${got}`)
+    throw new RangeError(`${what} option ${name} must be an integer in ${lo}..${hi}${why}, got ${describeValue(value)}`)
   }
   return value
+}
+
+/** A value as an error message shows it: numbers as themselves, anything else with its type. */
+export function describeValue(v: unknown): string {
+  return typeof v === 'number' ? String(v) : `${typeof v} ${JSON.stringify(v)}`
 }
 
 /** Validates the options and fills in the defaults; throws a RangeError naming the bad option and its range. */
@@ -110,16 +112,16 @@ export function checkSynthOptions(opts: SynthOptions): ResolvedSynthOptions {
   if (unknown.length) throw new RangeError(`unknown synth option ${unknown.join(', ')} (known: ${[...known].join(', ')})`)
   if (typeof opts.out !== 'string' || opts.out.trim() === '') throw new RangeError('synth option out must be a non-empty directory path')
   const o = { ...SYNTH_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as ResolvedSynthOptions
-  for (const [name, [lo, hi]] of Object.entries(LIMITS)) checkInt(name, o[name as keyof typeof LIMITS], lo, hi)
+  for (const [name, [lo, hi]] of Object.entries(LIMITS)) checkInt('synth', name, o[name as keyof typeof LIMITS], lo, hi)
   for (const [name, hi] of [['hueSpread', 2], ['anyHue', 1]] as const) {
     const v = o[name]
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > hi) {
-      throw new RangeError(`synth option ${name} must be a number in 0..${hi}, got ${typeof v === 'number' ? v : `${typeof v} ${JSON.stringify(v)}`}`)
+      throw new RangeError(`synth option ${name} must be a number in 0..${hi}, got ${describeValue(v)}`)
     }
   }
   // At most MAX_OBJECTS classes per image, so covering every foreground class needs this many labeled images.
   const minLabeled = Math.max(1, Math.ceil((o.classes - 1) / MAX_OBJECTS))
-  checkInt('labeled', o.labeled, minLabeled, o.images,
+  checkInt('synth', 'labeled', o.labeled, minLabeled, o.images,
     minLabeled > 1 ? ` (at most images = ${o.images}; at least ${minLabeled} so that all ${o.classes} classes can appear)` : ` (at most images = ${o.images})`)
   // Unknown keys were refused above: `o` holds exactly the defaults' keys and out.
   return { ...o, out: opts.out }
@@ -144,9 +146,9 @@ function hash01(x: number, y: number, salt: number): number {
 // ---------------------------------------------------------------------------------------------
 // Colours, shapes, textures.
 
-type Rgb = [number, number, number]
+export type Rgb = [number, number, number]
 
-function hsv(h: number, s: number, v: number): Rgb {
+export function hsv(h: number, s: number, v: number): Rgb {
   h = ((h % 1) + 1) % 1 * 6
   const i = Math.floor(h), f = h - i
   const p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f))
@@ -342,8 +344,6 @@ function makeObject(rng: Rng, cls: number, nFg: number, size: number, hues: HueP
   }
 }
 
-interface Rendered { rgb: Uint8Array; label: Uint8Array }
-
 /** Draws image `index` of the dataset. */
 export function renderSynthImage(seed: number, index: number, size: number, classes: number,
   hues: HuePolicy = { hueSpread: SYNTH_DEFAULTS.hueSpread, anyHue: SYNTH_DEFAULTS.anyHue }): Rendered {
@@ -421,159 +421,25 @@ export function synthId(index: number): string {
   return `synth_${String(index).padStart(6, '0')}`
 }
 
-/** Picks `n` labeled images among the training images so that every class is present. */
-function chooseLabeled(present: number[], n: number, classes: number, seed: number): number[] {
-  const order = Rng.keyed(seed, STREAM.synthSplit).permutation(present.length)
-  const all = (1 << classes) - 1
-  const union = present.reduce((a, m) => a | m, 0)
-  if (union !== all) {
-    const missing = [...Array(classes).keys()].filter((c) => !(union & (1 << c))).map((c) => SYNTH_CLASS_NAMES[c]).join(', ')
-    throw new RangeError(`synth option images (${present.length}) too small: class ${missing} appears in no training image; use more images`)
-  }
-  // Rarest class first, the first image (in the shuffled order) that has it; then, if that took too
-  // many images, greedy set cover.
-  const byRarity = [...Array(classes).keys()].sort((a, b) =>
-    present.filter((m) => m & (1 << a)).length - present.filter((m) => m & (1 << b)).length || a - b)
-  let chosen: number[] = []
-  let covered = 0
-  for (const c of byRarity) {
-    if (covered & (1 << c)) continue
-    const i = order.find((j) => present[j]! & (1 << c))!
-    chosen.push(i)
-    covered |= present[i]!
-  }
-  if (chosen.length > n) {
-    chosen = []
-    covered = 0
-    while (covered !== all) {
-      let best = -1, gain = 0
-      for (const j of order) {
-        const g = popcount(present[j]! & ~covered)
-        if (g > gain) { gain = g; best = j }
-      }
-      chosen.push(best)
-      covered |= present[best]!
-    }
-    if (chosen.length > n) {
-      throw new RangeError(`synth option labeled (${n}) too small: covering all ${classes} classes needs ${chosen.length} labeled images with seed ${seed}`)
-    }
-  }
-  const set = new Set(chosen)
-  for (const j of order) {
-    if (set.size >= n) break
-    set.add(j)
-  }
-  return [...set].sort((a, b) => a - b)
-}
-
-function popcount(m: number): number {
-  let c = 0
-  for (; m; m &= m - 1) c++
-  return c
-}
-
-async function isReplaceable(dir: string): Promise<boolean> {
-  let entries: string[]
-  try {
-    if (!(await stat(dir)).isDirectory()) return false
-    entries = await readdir(dir)
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return true
-    throw e
-  }
-  if (entries.length === 0) return true
-  try {
-    return JSON.parse(await readFile(join(dir, 'synth.json'), 'utf8')).generator === 'prcl-synth'
-  } catch {
-    return false
-  }
-}
-
 /**
  * Writes a synthetic dataset in the VOC layout (see the top of this file) and returns what it wrote.
  * The dataset is built in a sibling temporary directory and moved into place at the end, replacing
- * an earlier synthetic dataset at `out`; a non-empty `out` that is not one is refused.
+ * an earlier generated dataset at `out`; a non-empty `out` that is not one is refused.
  */
 export async function generateSynthetic(opts: SynthOptions): Promise<SynthSummary> {
   const o = checkSynthOptions(opts)
-  const out = resolve(o.out)
-  if (!(await isReplaceable(out))) throw new Error(`synth: ${out} exists and is not an empty directory or a synthetic dataset; refusing to replace it`)
-  await mkdir(dirname(out), { recursive: true })
-  const tmp = `${out}.partial-${process.pid}-${Date.now().toString(36)}`
-  const hashes = new Map<string, string>()
-  const put = async (rel: string, data: Uint8Array | string) => {
-    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data
-    hashes.set(rel.split(sep).join('/'), createHash('sha256').update(bytes).digest('hex'))
-    await writeFile(join(tmp, rel), bytes)
-  }
-  try {
-    await mkdir(join(tmp, 'JPEGImages'), { recursive: true })
-    await mkdir(join(tmp, 'SegmentationClass'), { recursive: true })
-    const classes = SYNTH_CLASS_NAMES.slice(0, o.classes)
-    const total = o.images + o.val
-    const ids = [...Array(total).keys()].map(synthId)
-    const present: number[] = [] // per training image: bit c set when class c has labeled pixels
-    const pixels = new Float64Array(o.classes)
-    let ignored = 0
-    const minPixels = Math.max(4, Math.round(o.size * o.size * 0.002))
-    let pending: Promise<unknown>[] = []
-    for (let i = 0; i < total; i++) {
-      const { rgb, label } = renderSynthImage(o.seed, i, o.size, o.classes, o)
-      const counts = new Uint32Array(256)
-      for (const l of label) counts[l]!++
-      let mask = 0
-      for (let c = 0; c < o.classes; c++) {
-        pixels[c]! += counts[c]!
-        if (counts[c]! >= minPixels) mask |= 1 << c
-      }
-      ignored += counts[255]!
-      if (i < o.images) present.push(mask)
-      const id = ids[i]!
-      pending.push(put(join('JPEGImages', `${id}.jpg`), encodeRgbJpeg(o.size, o.size, rgb, o.quality)))
-      pending.push(put(join('SegmentationClass', `${id}.png`), encodeLabelPng(o.size, o.size, label)))
-      if (pending.length >= 64) { await Promise.all(pending); pending = [] }
-    }
-    await Promise.all(pending)
-
-    const train = ids.slice(0, o.images)
-    const val = ids.slice(o.images)
-    const labeledIdx = chooseLabeled(present, o.labeled, o.classes, o.seed)
-    const isLabeled = new Set(labeledIdx)
-    const labeled = labeledIdx.map((i) => train[i]!)
-    const unlabeled = train.filter((_, i) => !isLabeled.has(i))
-    const splitRel = join('splits', String(o.labeled), String(o.seed))
-    await mkdir(join(tmp, splitRel), { recursive: true })
-    await put(join(splitRel, 'labeled_filename.txt'), labeled.join('\n'))
-    await put(join(splitRel, 'unlabeled_filename.txt'), unlabeled.join('\n'))
-    await put(join(splitRel, 'valid_filename.txt'), val.join('\n'))
-    await put('classes.txt', classes.join('\n'))
-
-    const paths = [...hashes.keys()].sort()
-    const agg = createHash('sha256')
-    for (const p of paths) agg.update(`${p}\0${hashes.get(p)}\n`)
-    const sha256 = agg.digest('hex')
-    const allPixels = total * o.size * o.size
-    const manifest = {
-      generator: 'prcl-synth',
-      version: SYNTH_VERSION,
-      options: Object.fromEntries(Object.keys(SYNTH_DEFAULTS).map((k) => [k, o[k as keyof typeof SYNTH_DEFAULTS]])),
-      classes,
-      splitDir: splitRel.split(sep).join('/'),
-      counts: { train: train.length, val: val.length, labeled: labeled.length, unlabeled: unlabeled.length },
-      pixelFraction: Object.fromEntries(classes.map((c, i) => [c, Number((pixels[i]! / (allPixels - ignored)).toFixed(4))])), // of the labeled pixels
-      ignoreFraction: Number((ignored / allPixels).toFixed(4)),
-      files: paths.length,
-      hash: 'sha256 over "<path>\\0<sha256 of file>\\n" for every file but synth.json, paths sorted',
-      sha256,
-    }
-    await writeFile(join(tmp, 'synth.json'), JSON.stringify(manifest, null, 2) + '\n')
-
-    if (!(await isReplaceable(out))) throw new Error(`synth: ${out} appeared while generating and is not a synthetic dataset; refusing to replace it`)
-    await rm(out, { recursive: true, force: true })
-    await rename(tmp, out)
-    return { out, ids: { train, val }, labeled, unlabeled, classes, splitDir: join(out, splitRel), files: paths.length, sha256 }
-  } catch (e) {
-    await rm(tmp, { recursive: true, force: true })
-    throw e
-  }
+  const classes = SYNTH_CLASS_NAMES.slice(0, o.classes)
+  const splitDir = join('splits', String(o.labeled), String(o.seed))
+  const s = await writeGenerated({
+    out: o.out, generator: 'prcl-synth', version: SYNTH_VERSION,
+    options: Object.fromEntries(Object.keys(SYNTH_DEFAULTS).map((k) => [k, o[k as keyof typeof SYNTH_DEFAULTS]])),
+    classes, size: o.size, train: o.images, val: o.val, quality: o.quality, id: synthId,
+    render: (i) => renderSynthImage(o.seed, i, o.size, o.classes, o),
+    splits: (present, train) => {
+      const chosen = new Set(chooseLabeled(present, [o.labeled], classes, o.seed, 'synth')[0])
+      return [{ dir: splitDir, labeled: train.filter((_, i) => chosen.has(i)), unlabeled: train.filter((_, i) => !chosen.has(i)) }]
+    },
+  })
+  const split = s.splits[0]!
+  return { out: s.out, ids: s.ids, labeled: split.labeled, unlabeled: split.unlabeled, classes: s.classes, splitDir: split.dir, files: s.files, sha256: s.sha256 }
 }
