@@ -152,7 +152,7 @@ describe('a run at world size 2 (gloo on CPU)', () => {
     const summary = await exp.run()
     expect(summary.steps).toBe(8)
     expect(logged.join('\n')).toMatch(/was saved by 2 ranks and this run has 1: every rank loads rank 0's state, and the per-step losses will differ/)
-    expect(() => new Experiment(config(), { runDir, resume: true, set: ['sampling.batch_size=4'], worker: shared })).toThrow(/only world\.\*, recovery\.\*, log\.\* and worker\.python may change on resume/)
+    expect(() => new Experiment(config(), { runDir, resume: true, set: ['sampling.batch_size=4'], worker: shared })).toThrow(/only world\.\*, recovery\.\*, log\.\*, worker\.python, worker\.device and worker\.threads may change on resume/)
   }, 300_000)
 
   it('is refused with --record (one rank\'s requests would not replay to the run\'s losses)', () => {

@@ -9,6 +9,7 @@ import { Experiment } from '../../ts/experiment/run.ts'
 import { ROOT } from '../../ts/paths.ts'
 import { openReport } from '../../ts/report/browser.ts'
 import { reportData, reportHtml } from '../../ts/report/html.ts'
+import { summarize } from '../../ts/sweep/table.ts'
 import type { Worker } from '../../ts/worker/worker.ts'
 import { closeTinyRun, sharedTinyRun, tinyConfig } from '../setup/tiny-run.ts'
 
@@ -60,5 +61,27 @@ describe('prcl report', () => {
     expect(page.pictures).toEqual({ loaded: 3 * 4, total: 3 * 4 })
     // Comparison (groups, runs), and per run the IoU-per-evaluation and confusion tables.
     expect(page.tables).toBe(2 + 3 * 2)
+    expect(Object.keys(page.sections)).toEqual(['comparison'])
+  }, 120_000)
+
+  it('draws a sweep\'s paired comparison first', async () => {
+    const runsOf = runs.map((dir, i) => {
+      const s = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'))
+      return { cell: i < 2 ? 'cmp-a' : 'cmp-b', seed: i === 1 ? 1 : 0, name: s.name, run_dir: dir, status: 'new' as const,
+        last_miou: s.last.miou, best_miou: s.best.miou, best_epoch: s.best.epoch, steps: s.steps, minutes: s.wall_minutes }
+    })
+    const table = summarize(runsOf, ['cmp-a', 'cmp-b'])
+    const html = join(ROOT, 'test-results', 'report-sweep.html')
+    writeFileSync(html, reportHtml(reportData(runs, 'a sweep', { seeds: [0, 1], labels: { 'cmp-b': 'without PRCL' }, ...table })))
+    const page = await openReport(html)
+    expect(page.errors).toEqual([])
+    expect(Object.keys(page.sections)).toEqual(['sweep', 'comparison'])
+    const sweep = page.sections.sweep!
+    const pct = (x: number) => (x * 100).toFixed(2)
+    expect(sweep).toContain(`${pct(table.cells[0]!.last.mean)} ± ${pct(table.cells[0]!.last.sd)}`)
+    // One shared seed (0): the difference, and no interval.
+    const d = runsOf[2]!.last_miou - runsOf[0]!.last_miou
+    expect(sweep).toMatch(new RegExp(`without PRCL − cmp-a\\s+1\\s+${d < 0 ? '−' : '\\+'}${pct(Math.abs(d))}\\s+—`))
+    expect(page.tables).toBe(2 + 2 + 3 * 2)
   }, 120_000)
 })

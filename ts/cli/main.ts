@@ -14,6 +14,7 @@ type Run = (args: string[]) => Promise<number>
 const RUN: Record<string, Run> = {
   demo: async (a) => (await import('./demo.ts')).demo(a),
   train: async (a) => (await import('./train.ts')).train(a),
+  sweep: async (a) => (await import('./sweep.ts')).sweepCommand(a),
   'check-data': async (a) => (await import('./check-data.ts')).checkDataCommand(a),
   report: async (a) => (await import('./report.ts')).reportCommand(a),
   eval: async (a) => (await import('./eval.ts')).evalCommand(a),

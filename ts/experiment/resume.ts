@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFile
 import { readFile, stat } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
+import { checkConfig } from '../config/check.ts'
 import type { ExperimentConfig } from '../config/schema.ts'
 import type { DatasetEntries, LoadedCheckpoint, RunIdentity } from './checkpoint.ts'
 import type { RunData } from './data.ts'
@@ -68,11 +69,28 @@ export async function runIdentity(cfg: ExperimentConfig, data: RunData): Promise
   return { identity: { config_sha256: configSha256(cfg), splits, dataset }, entries }
 }
 
+/** A saved configuration as the check would resolve it today (so that settings added since it was
+ *  written compare as their defaults); as saved when it no longer passes the check. */
+export function normalized(saved: unknown): unknown {
+  try {
+    return checkConfig(structuredClone(saved))
+  } catch {
+    return saved
+  }
+}
+
 /** Settings that may change on resume without --allow-changes: where and on how many workers. */
-// world.*: the ranks; worker.python: the interpreter comes from the environment, not the run;
-// recovery.*, log.*, worker.decode_threads: how many restarts to allow, what to show and how many
-// threads decode change nothing the run computes.
-const ALWAYS = [/^world\./, /^worker\.python$/, /^worker\.decode_threads$/, /^recovery\./, /^log\./]
+// world.*, worker.device, worker.threads: the ranks, the device and the CPU threads they compute
+// on (a run may move to another machine); worker.python: the interpreter comes from the
+// environment, not the run; recovery.*, log.*, worker.decode_threads: how many restarts to allow,
+// what to show and how many threads decode change nothing the run computes.
+const ALWAYS = [/^world\./, /^worker\.(python|device|threads|decode_threads)$/, /^recovery\./, /^log\./]
+
+/** Whether a setting may always differ between a run directory and the configuration that
+ *  continues it (see ALWAYS). */
+export function mayAlwaysChange(path: string): boolean {
+  return ALWAYS.some((re) => re.test(path))
+}
 /** Settings that keep a run meaningful when changed on resume with --allow-changes. */
 export const ALLOWED_CHANGES = ['sampling.epochs', 'eval.every_epochs', 'checkpoint.every_steps'] as const
 
@@ -103,13 +121,13 @@ export const describeChange = (c: Change) => `${c.path}: ${show(c.from)} → ${s
 /** Classify a resume's configuration changes; throws naming every change that is not allowed.
  *  Returns the changes that were accepted (world.* always; the ALLOWED_CHANGES with allowChanges). */
 export function checkConfigChanges(changes: Change[], o: { runDir: string; allowChanges?: boolean; against: string }): Change[] {
-  const always = changes.filter((c) => ALWAYS.some((re) => re.test(c.path)))
+  const always = changes.filter((c) => mayAlwaysChange(c.path))
   const allowable = changes.filter((c) => (ALLOWED_CHANGES as readonly string[]).includes(c.path))
   const refused = changes.filter((c) => !always.includes(c) && (!o.allowChanges || !allowable.includes(c)))
   if (refused.length) {
     const hint = refused.every((c) => allowable.includes(c))
       ? 'pass --allow-changes to accept them'
-      : `start a new run for a different configuration (only world.*, recovery.*, log.* and worker.python may change on resume, and with --allow-changes also ${ALLOWED_CHANGES.join(', ')})`
+      : `start a new run for a different configuration (only world.*, recovery.*, log.*, worker.python, worker.device and worker.threads may change on resume, and with --allow-changes also ${ALLOWED_CHANGES.join(', ')})`
     throw new Error(`cannot resume ${o.runDir}: the configuration differs from ${o.against} in ${refused.map(describeChange).join('; ')}. ${hint}`)
   }
   return [...always, ...(o.allowChanges ? allowable : [])]

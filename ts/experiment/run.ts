@@ -28,7 +28,7 @@ import { Recorder } from './record.ts'
 import { checkRestartsLeft, isRecoverable, recoveriesFrom, type Recovery } from './recovery.ts'
 import {
   checkConfigChanges, checkDataIdentity, configChanges, createRunDirectory, describeChange, existingRun, isRunDirectory,
-  lockRunDirectory, RUN_FILES, runIdentity, type RunLock,
+  lockRunDirectory, normalized, RUN_FILES, runIdentity, type RunLock,
 } from './resume.ts'
 import { workerSettings } from './settings.ts'
 import { resolvePretrained, type PretrainedWeights } from '../weights/resolve.ts'
@@ -80,6 +80,8 @@ export interface RunSummary {
   guard: GuardSummary
   /** Why the run stopped before its last step (stop(): a signal), or null. */
   stopped: string | null
+  /** Every step of the run is done (not stopped, not cut short by stopAfter). */
+  finished: boolean
   /** Each time a dead or stalled worker was replaced and the run continued (recovery.ts). */
   recoveries: Recovery[]
 }
@@ -451,6 +453,7 @@ export class Experiment extends EventEmitter {
       guard: guardSummary(run.metrics),
       recoveries: recoveriesFrom(run.metrics),
       stopped: this.stopReason,
+      finished: run.done === run.total,
     }
     writeFileSync(join(this.runDir, 'summary.json'), JSON.stringify(summary, null, 2))
     return summary
@@ -508,16 +511,6 @@ function withoutInterpreter(config: unknown, note: (python: string) => void): un
     worker.python = null
   }
   return config
-}
-
-/** A saved configuration as the check would resolve it today (so that settings added since it was
- *  written compare as their defaults); as saved when it no longer passes the check. */
-function normalized(saved: unknown): unknown {
-  try {
-    return checkConfig(structuredClone(saved))
-  } catch {
-    return saved
-  }
 }
 
 function sha(text: string): string {

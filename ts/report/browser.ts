@@ -13,6 +13,8 @@ export interface PageCheck {
   /** Pictures that loaded (natural width > 0) of all on the page. */
   pictures: { loaded: number; total: number }
   tables: number
+  /** The page's visible text, section by section id (e.g. 'sweep', 'comparison'). */
+  sections: Record<string, string>
 }
 
 export function findChrome(): string {
@@ -53,7 +55,8 @@ export async function openReport(htmlFile: string, o: { screenshot?: string; wid
         return { title: box.getAttribute('data-chart'), drawn }
       })
       const imgs = [...document.querySelectorAll('img')]
-      return { charts, pictures: { loaded: imgs.filter((i) => i.complete && i.naturalWidth > 0).length, total: imgs.length }, tables: document.querySelectorAll('table.heat, table.compare').length }
+      return { charts, pictures: { loaded: imgs.filter((i) => i.complete && i.naturalWidth > 0).length, total: imgs.length }, tables: document.querySelectorAll('table.heat, table.compare').length,
+        sections: Object.fromEntries([...document.querySelectorAll('section[id]')].map((s) => [s.id, s.innerText])) }
     })()`) as Omit<PageCheck, 'errors'>
     if (o.screenshot) await page.screenshot({ path: o.screenshot as `${string}.png`, fullPage: o.fullPage ?? true })
     return { errors, ...found }

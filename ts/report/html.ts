@@ -32,16 +32,29 @@ export interface ReportRun {
 
 export interface ReportGroup { group: string; runs: number; seeds: Array<number | string>; last_mean: number; last_sd: number; best_mean: number; best_sd: number }
 
-export interface ReportData { title: string; generated: string; runs: ReportRun[]; groups: ReportGroup[] }
+interface MeanSd { n: number; mean: number; sd: number }
+interface Difference extends MeanSd { ci95: [number, number] | null }
 
-export function reportData(dirs: string[], title?: string): ReportData {
+/** A sweep's paired comparison (made by ts/sweep/table.ts), drawn at the top of the page. */
+export interface ReportSweep {
+  seeds: number[]
+  /** Display names of cells (a method's name), where they differ from the cell's. */
+  labels: Record<string, string>
+  cells: Array<{ cell: string; seeds: number[]; last: MeanSd; best: MeanSd }>
+  /** b − a over the seeds both ran. */
+  pairs: Array<{ a: string; b: string; seeds: number[]; last: Difference; best: Difference }>
+}
+
+export interface ReportData { title: string; generated: string; runs: ReportRun[]; groups: ReportGroup[]; sweep?: ReportSweep }
+
+export function reportData(dirs: string[], title?: string, sweep?: ReportSweep): ReportData {
   if (dirs.length === 0) throw new Error('a report needs at least one run directory')
   const views = dirs.map(readRun)
   const runs = views.map(toReportRun)
   return {
     title: title ?? (runs.length === 1 ? `prcl report: ${runs[0]!.name}` : `prcl report: ${runs.length} runs`),
     generated: new Date().toISOString().replace('T', ' ').slice(0, 16) + ' UTC',
-    runs, groups: groupsOf(views, runs),
+    runs, groups: groupsOf(views, runs), ...(sweep ? { sweep } : {}),
   }
 }
 

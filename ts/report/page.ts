@@ -68,6 +68,26 @@ export function drawReport(data: ReportData): void {
   root.appendChild(el('h1', {}, data.title))
   root.appendChild(el('p', { class: 'meta' }, `${data.runs.length} run${data.runs.length === 1 ? '' : 's'} · made ${data.generated}`))
 
+  if (data.sweep) {
+    // The sweep's claim first: each cell over its seeds, then the paired differences.
+    const sw = data.sweep
+    const name = (c: string) => sw.labels[c] ?? c
+    const signed = (x: number) => (Number.isFinite(x) ? `${x < 0 ? '−' : '+'}${Math.abs(x * 100).toFixed(2)}` : '—')
+    const ci = (d: { ci95: [number, number] | null }) => (d.ci95 ? `[${signed(d.ci95[0])}, ${signed(d.ci95[1])}]` : '—')
+    const sec = el('section', { id: 'sweep' })
+    sec.appendChild(el('h2', {}, 'Paired comparison'))
+    sec.appendChild(el('p', { class: 'meta' }, `mIoU (%) over seeds ${sw.seeds.join(', ')}; differences are taken seed by seed over the seeds both cells ran, with the 95 % confidence interval of the mean difference (Student t, n − 1 degrees of freedom).`))
+    sec.appendChild(textTable(['cell', 'seeds', 'last mIoU (mean ± sd)', 'best mIoU (mean ± sd)'], sw.cells.map((c) => [
+      name(c.cell), String(c.seeds.length), `${pct(c.last.mean)} ± ${pct(c.last.sd)}`, `${pct(c.best.mean)} ± ${pct(c.best.sd)}`,
+    ])))
+    if (sw.pairs.length) {
+      sec.appendChild(textTable(['difference', 'n', 'last: mean', 'last: 95 % CI', 'best: mean', 'best: 95 % CI'], sw.pairs.map((p) => [
+        `${name(p.b)} − ${name(p.a)}`, String(p.seeds.length), signed(p.last.mean), ci(p.last), signed(p.best.mean), ci(p.best),
+      ])))
+    }
+    root.appendChild(sec)
+  }
+
   if (data.runs.length > 1) {
     const sec = el('section', { id: 'comparison' })
     sec.appendChild(el('h2', {}, 'Comparison'))
