@@ -214,17 +214,22 @@ export const bench = command({
 
 export const weights = command({
   name: 'weights',
-  summary: 'ImageNet backbone weights: list where each is found, or fetch one (sha256 checked)',
-  positionals: 'list | fetch BACKBONE...',
+  summary: 'backbone weights: list where each ImageNet file is found, fetch one (sha256 checked), or export a trained run\'s trunk',
+  positionals: 'list | fetch BACKBONE... | export',
   positionalsRequired: true,
   options: {
     dir: { type: 'string', value: 'DIR', description: 'fetch: where to put the files [default: $PRCL_WEIGHTS, else torch\'s hub cache]' },
     mirror: { type: 'string', value: 'URL', description: 'fetch: download <URL>/<file> instead of the published address (the sha256 is checked all the same)' },
+    run: { type: 'string', value: 'DIR', description: 'export: the run whose trunk to write' },
+    out: { type: 'string', value: 'FILE', description: 'export: the safetensors file to write (model.pretrained=FILE starts a run from it)' },
+    checkpoint: { type: 'string', value: 'NAME', choices: ['best', 'latest'], description: 'export: which checkpoint [default: best]' },
+    model: { type: 'string', value: 'MODEL', choices: ['teacher', 'student'], description: 'export: which network [default: teacher]' },
     json: { type: 'boolean', description: 'print one JSON object' },
   },
   notes: [
     'model.pretrained: imagenet looks for the files in $PRCL_WEIGHTS, then $TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints)',
     'offline: download the URL `prcl weights list` prints elsewhere and copy the file into one of those directories',
+    'export: prcl weights export --run runs/pretrain --out trunk.safetensors, then --set model.pretrained=trunk.safetensors',
   ],
 })
 

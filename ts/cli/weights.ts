@@ -1,5 +1,6 @@
 // `prcl weights list` / `prcl weights fetch BACKBONE...`: the ImageNet files model.pretrained:
-// imagenet starts from, where they are found, and a checked download.
+// imagenet starts from, where they are found, and a checked download. `prcl weights export --run
+// DIR --out FILE`: a trained run's trunk as a file model.pretrained can name.
 import { resolve } from 'node:path'
 import { IMAGENET } from '../weights/catalog.ts'
 import { fetchWeights, type FetchResult } from '../weights/fetch.ts'
@@ -22,7 +23,17 @@ export async function weights(args: string[]): Promise<number> {
     }
     return 0
   }
-  if (action !== 'fetch') throw new UsageError(`unknown action '${action ?? ''}' (list or fetch)`, 'weights')
+  if (action === 'export') {
+    if (names.length) throw new UsageError(`export takes no arguments (got ${names.join(' ')}); name the run with --run`, 'weights')
+    if (!values.run || !values.out) throw new UsageError('export needs --run DIR and --out FILE', 'weights')
+    const { exportBackbone } = await import('../experiment/export.ts')
+    const r = await exportBackbone({ run: values.run, out: values.out, checkpoint: values.checkpoint, model: values.model })
+      .catch((e: Error) => { throw new CommandError(e.message) })
+    if (values.json) console.log(JSON.stringify(r))
+    else console.log(`wrote ${r.out}: the ${r.model}'s ${r.backbone} trunk (width ${r.width}) at step ${r.step}, ${r.tensors} tensors, sha256 ${r.sha256}`)
+    return 0
+  }
+  if (action !== 'fetch') throw new UsageError(`unknown action '${action ?? ''}' (list, fetch or export)`, 'weights')
   if (!names.length) throw new UsageError('fetch: name a backbone (' + Object.keys(IMAGENET).join(', ') + ')', 'weights')
   const unknown = names.filter((n) => !Object.hasOwn(IMAGENET, n))
   if (unknown.length) throw new UsageError(`no ImageNet weights are known for ${unknown.join(', ')} (known: ${Object.keys(IMAGENET).join(', ')})`, 'weights')
