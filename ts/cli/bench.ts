@@ -7,7 +7,7 @@ import { parseCommand } from './args.ts'
 import { bench as BENCH } from './commands.ts'
 import { UsageError } from './usage.ts'
 
-const NAMES = ['wire', 'prcl-loss', 'step', 'overhead', 'ddp', 'data', 'gpu-inputs'] as const
+const NAMES = ['wire', 'prcl-loss', 'step', 'overhead', 'ddp', 'data', 'learning', 'gpu-inputs'] as const
 
 export async function bench(args: string[]): Promise<number> {
   const { values, positionals } = parseCommand(BENCH, args)
@@ -38,6 +38,19 @@ export async function bench(args: string[]): Promise<number> {
     const { dataBench, dataTable } = await import('../bench/data.ts')
     const r = await dataBench({ steps: values.steps, device: values.device, dataset: values.dataset, decodeThreads: values['decode-threads'] })
     ;[result, table] = [r, dataTable(r)]
+  } else if (name === 'learning') {
+    // A sweep of its own: --save writes its runs and table itself (learning.jsonl, learning.md).
+    const { learningBench, learningTable, saveLearning } = await import('../bench/learning.ts')
+    const { methodsAxis } = await import('../sweep/cells.ts')
+    const methods = values.methods?.split(',').map((m) => m.trim())
+    try { if (methods) methodsAxis(methods) } catch (e) { throw new UsageError((e as Error).message, 'bench') }
+    const r = await learningBench({ seeds: values.seeds, labeled: values.labeled, methods: methods as never, out: values.out, parallel: values.parallel })
+    if (values.save && r.stopped === null) {
+      const saved = saveLearning(r.runs)
+      console.error(`saved ${r.runs.length} runs to ${saved.jsonl}; table in ${saved.md}`)
+    }
+    console.log(values.json ? JSON.stringify(r) : `${learningTable(r.runs)}\n${r.runs.length} runs in ${r.out}, ${r.minutes.toFixed(1)} minutes${r.failed ? `; ${r.failed} failed` : ''}`)
+    return r.failed || r.stopped !== null ? 1 : 0
   } else if (name === 'gpu-inputs') {
     // Not a measurement: the inputs bench/gpu-check.sh reads on a machine without Node.
     const { writeGpuInputs } = await import('../bench/gpu-inputs.ts')

@@ -195,7 +195,7 @@ export const repl = command({
 
 export const bench = command({
   name: 'bench',
-  summary: 'benchmarks: wire, prcl-loss, step, overhead, ddp, data (results in bench/results/); gpu-inputs writes bench/gpu/inputs.json',
+  summary: 'benchmarks: wire, prcl-loss, step, overhead, ddp, data, learning (results in bench/results/); gpu-inputs writes bench/gpu/inputs.json',
   positionals: 'NAME',
   positionalsRequired: true,
   options: {
@@ -209,6 +209,11 @@ export const bench = command({
     steps: { type: 'string', value: 'N', kind: 'positive', description: 'step, overhead, ddp, data: how many steps' },
     dataset: { type: 'string', value: 'NAME', choices: ['voc', 'cityscapes'], description: 'data: one image size only [default: both]' },
     'decode-threads': { type: 'string', value: 'LIST', kind: 'counts', description: 'data: the worker\'s decode threads to compare, 0 = its default [default: 1,0]' },
+    seeds: { type: 'string', value: 'LIST', kind: 'counts', description: 'learning: training seeds [default: 0,1,2,3,4]' },
+    labeled: { type: 'string', value: 'LIST', kind: 'counts', description: 'learning: labeled-set sizes, of 20, 40, 80, 160 [default: 20,40,160]' },
+    methods: { type: 'string', value: 'LIST', description: 'learning: methods [default: supervised,unsup,prcl]' },
+    out: { type: 'string', value: 'DIR', description: 'learning: where its runs go (run it again to resume) [default: runs/bench-learning]' },
+    parallel: { type: 'string', value: 'N', kind: 'positive', description: 'learning: runs at once [default: 1]' },
   },
 })
 

@@ -36,26 +36,28 @@ export interface DigitsOptions {
   images?: number
   /** Validation scenes (default 200). */
   val?: number
-  /** Scene side in pixels: scenes are square (default 64). */
+  /** Scene side in pixels: scenes are square (default 48). */
   size?: number
   /** Classes including background: digits 0 .. classes-2 (default 11: all ten digits). */
   classes?: number
+  /** Which digits are the classes, in label order (label 1 + i is digits[i]) [default: 0 .. classes-2]. */
+  digits?: number[]
   /** Labeled training scenes, or several sizes (nested splits); every class appears in each (default 20). */
   labeled?: number | number[]
-  /** Digits per scene, [least, most] (default [1, 3]). */
+  /** Digits per scene, [least, most] (default [1, 2]). */
   perImage?: [number, number]
-  /** Side in pixels of a digit's 28-px MNIST box, [least, most] (default [26, 40]). */
+  /** Side in pixels of a digit's 28-px MNIST box, [least, most] (default [32, 44]). */
   digitSize?: [number, number]
   /** Largest rotation in degrees, either way (default 20). */
   rotation?: number
-  /** Strokes thickened by a grey dilation of this many MNIST pixels (default 0). */
+  /** Strokes thickened by this many grey dilations (3×3 maxima) of the MNIST digit (default 1). */
   thicken?: number
   /** JPEG quality 1..100 (default 90). */
   quality?: number
 }
 
 export interface ResolvedDigitsOptions {
-  out: string; seed: number; images: number; val: number; size: number; classes: number
+  out: string; seed: number; images: number; val: number; size: number; classes: number; digits: number[]
   labeled: number[]; perImage: [number, number]; digitSize: [number, number]; rotation: number; thicken: number; quality: number
 }
 
@@ -68,7 +70,7 @@ export interface DigitsSummary extends GeneratedSummary {
 export const DIGITS_VERSION = 1
 
 export const DIGITS_DEFAULTS = {
-  seed: 0, images: 1000, val: 200, size: 64, classes: 11, labeled: 20, perImage: [1, 3], digitSize: [26, 40], rotation: 20, thicken: 0, quality: 90,
+  seed: 0, images: 1000, val: 200, size: 48, classes: 11, digits: null, labeled: 20, perImage: [1, 2], digitSize: [32, 44], rotation: 20, thicken: 1, quality: 90,
 } as const
 
 /** background, then the digits: a dataset with `classes: k` uses the first k. */
@@ -94,7 +96,17 @@ export function checkDigitsOptions(opts: DigitsOptions): ResolvedDigitsOptions {
   const images = int('images', o.images, 1, 1_000_000)
   const val = int('val', o.val, 0, 1_000_000)
   const size = int('size', o.size, 16, 4096)
-  const classes = int('classes', o.classes, 2, DIGIT_CLASS_NAMES.length)
+  let classes = int('classes', o.classes, 2, DIGIT_CLASS_NAMES.length)
+  let digits = Array.from({ length: classes - 1 }, (_, i) => i)
+  if (o.digits !== null && o.digits !== undefined) {
+    if (!Array.isArray(o.digits) || o.digits.length === 0) throw new RangeError(`digits option digits must be a list of digits 0..9, got ${describeValue(o.digits)}`)
+    digits = o.digits.map((d, i) => int(`digits[${i}]`, d, 0, 9))
+    if (new Set(digits).size !== digits.length) throw new RangeError(`digits option digits names a digit twice: ${digits.join(', ')}`)
+    if (given.classes !== undefined && given.classes !== digits.length + 1) {
+      throw new RangeError(`digits options classes (${given.classes}) and digits (${digits.join(', ')}: ${digits.length + 1} classes with background) disagree; give one of them`)
+    }
+    classes = digits.length + 1
+  }
   const quality = int('quality', o.quality, 1, 100)
   const rotation = int('rotation', o.rotation, 0, 180)
   const thicken = int('thicken', o.thicken, 0, 3)
@@ -112,7 +124,7 @@ export function checkDigitsOptions(opts: DigitsOptions): ResolvedDigitsOptions {
   const labeled = sizes.map((n, i) => int(sizes.length > 1 ? `labeled[${i}]` : 'labeled', n, minLabeled, images,
     ` (at most images = ${images}${minLabeled > 1 ? `; at least ${minLabeled} so that all ${classes - 1} digits can appear` : ''})`))
   if (new Set(labeled).size !== labeled.length) throw new RangeError(`digits option labeled names a size twice: ${labeled.join(', ')}`)
-  return { out: opts.out, seed, images, val, size, classes, labeled, perImage, digitSize, rotation, thicken, quality }
+  return { out: opts.out, seed, images, val, size, classes, digits, labeled, perImage, digitSize, rotation, thicken, quality }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,7 +207,7 @@ export interface DigitScene extends Rendered { digits: Array<{ digit: number; in
 export function renderDigitScene(o: ResolvedDigitsOptions, index: number, part: 'train' | 'val'): DigitScene {
   const rng = Rng.keyed(o.seed, STREAM.digitsImage, index)
   const { size } = o
-  const { digits } = mnistPool()
+  const pool = mnistPool().digits
   // Background: two colours of moderate contrast, blended along a direction or by smooth noise.
   const c1 = hsv(rng.float(), rng.uniform(0, 0.8), rng.uniform(0.1, 0.95))
   const c2raw = hsv(rng.float(), rng.uniform(0, 0.8), rng.uniform(0.1, 0.95))
@@ -212,7 +224,7 @@ export function renderDigitScene(o: ResolvedDigitsOptions, index: number, part: 
   const placed: Placed[] = []
   for (let k = 0; k < count; k++) {
     const cls = 1 + rng.below(o.classes - 1)
-    const list = digits[cls - 1]!
+    const list = pool[o.digits[cls - 1]!]!
     const [lo, hi] = poolRange(list.length, part)
     const which = lo + rng.below(hi - lo)
     const ink = thickened(list[which]!, o.thicken)
@@ -283,7 +295,7 @@ export function renderDigitScene(o: ResolvedDigitsOptions, index: number, part: 
       put(0, r); put(1, g); put(2, b)
     }
   }
-  return { rgb, label, digits: placed.map((p) => ({ digit: p.cls - 1, index: p.index })) }
+  return { rgb, label, digits: placed.map((p) => ({ digit: o.digits[p.cls - 1]!, index: p.index })) }
 }
 
 /** A digit's strokes thickened by `r` grey dilations (3×3 maxima). */
@@ -329,11 +341,11 @@ export function digitsId(index: number): string {
  */
 export async function generateDigits(opts: DigitsOptions): Promise<DigitsSummary> {
   const o = checkDigitsOptions(opts)
-  const classes = DIGIT_CLASS_NAMES.slice(0, o.classes)
+  const classes = ['background', ...o.digits.map((d) => `digit-${d}`)]
   mnistPool()
   const s = await writeGenerated({
     out: o.out, generator: 'prcl-digits', version: DIGITS_VERSION,
-    options: { seed: o.seed, images: o.images, val: o.val, size: o.size, classes: o.classes, labeled: o.labeled, perImage: o.perImage, digitSize: o.digitSize, rotation: o.rotation, thicken: o.thicken, quality: o.quality },
+    options: { seed: o.seed, images: o.images, val: o.val, size: o.size, classes: o.classes, digits: o.digits, labeled: o.labeled, perImage: o.perImage, digitSize: o.digitSize, rotation: o.rotation, thicken: o.thicken, quality: o.quality },
     classes, size: o.size, train: o.images, val: o.val, quality: o.quality, id: digitsId,
     render: (i) => renderDigitScene(o, i, i < o.images ? 'train' : 'val'),
     splits: (present, train) => chooseLabeled(present, o.labeled, classes, o.seed, 'digits').map((picked, k) => {
