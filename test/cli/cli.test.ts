@@ -112,6 +112,13 @@ describe('command-line mistakes', () => {
     [['split', '--out', 'x', '--list'], /option '--list' needs a value \(FILE\)/],
     [['predict', '--run', 'x'], /missing --out DIR/],
     [['doctor', 'now'], /unexpected argument 'now'/],
+    [['sweep', '--config', 'synthetic-demo', '--out', 'x'], /a sweep needs an axis: --methods LIST and\/or --grid PATH=\[V,\.\.\.\]/],
+    [['sweep', '--config', 'synthetic-demo', '--out', 'x', '--methods', 'supervised,mt'], /--methods: unknown mt; known: supervised, unsup, prcl/],
+    [['sweep', '--config', 'synthetic-demo', '--out', 'x', '--grid', 'ema.alpha=0.9'], /--grid ema\.alpha: the values must be a JSON array/],
+    [['sweep', '--config', 'synthetic-demo', '--out', 'x', '--methods', 'prcl', '--devices', 'gpu0'], /--devices: 'gpu0' is not a device/],
+    [['sweep', '--config', 'synthetic-demo', '--out', 'x', '--methods', 'prcl', '--parallel', '0'], /--parallel must be a positive integer, got '0'/],
+    [['demo', '--methods', 'prcl'], /the demo compares with supervised-only, so the list must include supervised/],
+    [['synth', '--out', 'x', '--kind', 'shapes', '--thicken', '1'], /--thicken is a digits option; this is --kind shapes/],
   ])('bad value %j: exit 2, named, with usage', (args, message) => {
     const r = prcl(args)
     expect(r.status).toBe(2)
@@ -133,6 +140,20 @@ describe('command-line mistakes', () => {
     expect(h.stdout).toMatch(/usage: .*pytest|-k EXPRESSION/)
   })
 
+
+  it('sweep --print-commands prints one prcl train per run, which train takes as they are', () => {
+    const out = mkdtempSync(join(tmpdir(), 'prcl-sweep-cli-'))
+    try {
+      const r = prcl(['sweep', '--config', 'synthetic-demo', '--methods', 'supervised,prcl', '--grid', 'ema.alpha=[0.9,0.99]', '--seeds', '4,5', '--out', out, '--print-commands'])
+      expect(r.status, r.stderr).toBe(0)
+      const lines = r.stdout.trim().split('\n')
+      expect(lines).toHaveLength(8)
+      expect(lines[0]).toBe(`prcl train --config synthetic-demo --set loss.terms.unsup.enabled=false --set loss.terms.prcl.enabled=false --set ema.buffers=ema --set ema.alpha=0.9 --set seed=4 --set name=supervised_alpha-0.9-seed4 --run-dir ${join(out, 'supervised_alpha-0.9-seed4')}`)
+      expect(lines[7]).toMatch(/--set ema\.alpha=0\.99 --set seed=5 --set name=prcl_alpha-0\.99-seed5 --run-dir \S+prcl_alpha-0\.99-seed5$/)
+    } finally {
+      rmSync(out, { recursive: true, force: true })
+    }
+  })
 
   it('an unknown command exits 2 and names it', () => {
     const r = prcl(['trian'])

@@ -16,7 +16,7 @@ import { loadConfig } from '../../ts/config/load.ts'
 const tmp = mkdtempSync(join(tmpdir(), 'prcl-digits-'))
 afterAll(() => rmSync(tmp, { recursive: true, force: true }))
 
-const OPTS = { seed: 3, images: 60, val: 20, size: 40, labeled: [5, 10, 20], digitSize: [20, 30] as [number, number] }
+const OPTS = { seed: 3, images: 60, val: 20, size: 40, labeled: [8, 12, 20], digitSize: [20, 30] as [number, number] }
 
 describe('the MNIST pool', () => {
   it('holds the package\'s 10,000 digits, 28×28, with ink and blank pixels', () => {
@@ -48,16 +48,16 @@ describe('generateDigits', () => {
   it('writes the VOC layout the project reads, with one split directory per size', async () => {
     expect(s.ids.train).toHaveLength(60)
     expect(s.ids.val).toHaveLength(20)
-    expect(s.sizes).toEqual([5, 10, 20])
-    expect(s.splits.map((x) => x.labeled.length)).toEqual([5, 10, 20])
+    expect(s.sizes).toEqual([8, 12, 20])
+    expect(s.splits.map((x) => x.labeled.length)).toEqual([8, 12, 20])
     expect(readFileSync(join(dir, 'classes.txt'), 'utf8').split('\n')).toEqual([...DIGIT_CLASS_NAMES])
-    const cfg = loadConfig('digits-demo', [`data.root=${dir}`, 'data.splits.labeled=splits/10/3/labeled_filename.txt',
-      'data.splits.unlabeled=splits/10/3/unlabeled_filename.txt', 'data.splits.val=splits/10/3/valid_filename.txt'])
+    const cfg = loadConfig('digits-demo', [`data.root=${dir}`, 'data.splits.labeled=splits/12/3/labeled_filename.txt',
+      'data.splits.unlabeled=splits/12/3/unlabeled_filename.txt', 'data.splits.val=splits/12/3/valid_filename.txt'])
     const ds = openDataset('voc', cfg.data.root)
     expect(ds.classNames).toEqual([...DIGIT_CLASS_NAMES])
     const manifest = JSON.parse(readFileSync(join(dir, 'synth.json'), 'utf8'))
     expect(manifest.generator).toBe('prcl-digits')
-    expect(manifest.splitDirs).toEqual(['splits/5/3', 'splits/10/3', 'splits/20/3'])
+    expect(manifest.splitDirs).toEqual(['splits/8/3', 'splits/12/3', 'splits/20/3'])
     expect(manifest.data).toContain('mnist 1.1.0')
   })
 
@@ -105,6 +105,18 @@ describe('generateDigits', () => {
     }
   })
 
+  it('takes which digits are the classes', async () => {
+    const t = await generateDigits({ out: join(tmp, 'd'), seed: 3, images: 30, val: 10, size: 40, digitSize: [20, 30], digits: [7, 2], labeled: 2 })
+    expect(t.classes).toEqual(['background', 'digit-7', 'digit-2'])
+    const o = checkDigitsOptions({ out: join(tmp, 'd'), seed: 3, size: 40, digitSize: [20, 30], digits: [7, 2], labeled: 2 })
+    for (let i = 0; i < 10; i++) {
+      const scene = renderDigitScene(o, i, 'train')
+      for (const d of scene.digits) expect([7, 2]).toContain(d.digit)
+      // label 1 is the 7, label 2 the 2
+      for (const v of new Set(scene.label)) if (v !== 0 && v !== 255) expect(scene.digits.map((d) => (d.digit === 7 ? 1 : 2))).toContain(v)
+    }
+  })
+
   it('is deterministic by seed, and another seed draws other scenes', async () => {
     const again = await generateDigits({ out: join(tmp, 'b'), ...OPTS })
     expect(again.sha256).toBe(s.sha256)
@@ -115,9 +127,11 @@ describe('generateDigits', () => {
   it('names a bad option, and refuses to replace a directory that is not a generated dataset', async () => {
     expect(() => checkDigitsOptions({ out: dir, classes: 12 })).toThrow(/digits option classes must be an integer in 2\.\.11, got 12/)
     expect(() => checkDigitsOptions({ out: dir, perImage: [3, 2] })).toThrow(/perImage\[1\] must be an integer in 3\.\.8 \(at least perImage\[0\] = 3\), got 2/)
-    expect(() => checkDigitsOptions({ out: dir, labeled: [2] })).toThrow(/at least 4 so that all 10 digits can appear/)
+    expect(() => checkDigitsOptions({ out: dir, labeled: [2] })).toThrow(/at least 5 so that all 10 digits can appear/)
     expect(() => checkDigitsOptions({ out: dir, labeled: [8, 8] })).toThrow(/names a size twice/)
-    expect(() => checkDigitsOptions({ out: dir, digitSize: [10, 80] })).toThrow(/digitSize\[1\] must be an integer in 10\.\.64/)
+    expect(() => checkDigitsOptions({ out: dir, digitSize: [10, 80] })).toThrow(/digitSize\[1\] must be an integer in 10\.\.48/)
+    expect(() => checkDigitsOptions({ out: dir, digits: [1, 1] })).toThrow(/names a digit twice/)
+    expect(() => checkDigitsOptions({ out: dir, digits: [1, 2], classes: 5 })).toThrow(/classes \(5\) and digits \(1, 2: 3 classes with background\) disagree/)
     expect(() => checkDigitsOptions({ out: dir, colour: 1 } as never)).toThrow(/unknown digits option colour/)
     const foreign = join(tmp, 'foreign')
     mkdirSync(foreign)
@@ -128,7 +142,7 @@ describe('generateDigits', () => {
 
   it('is what prcl synth --kind digits writes', () => {
     const out = execFileSync(process.execPath, ['ts/cli/prcl.mjs', 'synth', '--kind', 'digits', '--out', join(tmp, 'cli'), '--seed', '3', '--images', '60',
-      '--val', '20', '--size', '40', '--labeled', '5,10,20', '--digit-size', '20,30', '--json'], { encoding: 'utf8' })
+      '--val', '20', '--size', '40', '--labeled', '8,12,20', '--digit-size', '20,30', '--json'], { encoding: 'utf8' })
     expect(JSON.parse(out).sha256).toBe(s.sha256)
     let err = ''
     try {

@@ -12,6 +12,7 @@ export const demo = command({
     out: { type: 'string', value: 'DIR', description: 'where the dataset and runs go [default: runs/demo]' },
     methods: { type: 'string', value: 'LIST', description: 'comma-separated, in order: supervised, unsup (pseudo-labels alone), prcl [default: supervised,prcl]' },
     parallel: { type: 'string', value: 'N', kind: 'positive', description: 'runs at once [default: 1]' },
+    pretrain: { type: 'boolean', description: 'train the trunk the runs start from (about 5 minutes) instead of using the one the repository ships' },
   },
   notes: ['run it again to resume: finished runs are kept, an interrupted one continues from its newest checkpoint'],
 })

@@ -19,7 +19,7 @@ export async function demo(args: string[]): Promise<number> {
   const abort = new AbortController()
   let signal: NodeJS.Signals | null = null
   const release = onFirstSignal((sig) => { signal = sig; abort.abort(sig) })
-  const r = await runDemo({ out: values.out, seeds: values.seeds, methods: methods as Method[] | undefined, parallel: values.parallel, signal: abort.signal }).finally(release)
+  const r = await runDemo({ out: values.out, seeds: values.seeds, methods: methods as Method[] | undefined, parallel: values.parallel, pretrain: values.pretrain, signal: abort.signal }).finally(release)
   console.log(demoTable(r))
   for (const f of r.failed) console.log(`failed: ${f.name} (${f.run_dir}): ${f.error}`)
   if (values.json) console.log(JSON.stringify(r))

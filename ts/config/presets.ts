@@ -170,8 +170,8 @@ function digitsDemo(): ExperimentConfig {
   return c
 }
 
-/** Supervised training on scenes of the digits 4-9 (7 classes), the trunk digits-demo starts from:
- *  the demo's stand-in for ImageNet pretraining (prcl weights export writes the trunk). */
+/** Supervised training on scenes of the digits 4-9 (7 classes), 3,000 steps: the trunk digits-demo
+ *  starts from, the demo's stand-in for ImageNet pretraining (prcl weights export writes it). */
 function digitsPretrain(): ExperimentConfig {
   const c = digitsDemo()
   c.name = 'digits-pretrain'
@@ -179,6 +179,9 @@ function digitsPretrain(): ExperimentConfig {
   c.model.num_classes = 7
   c.loss = prclLoss({ unsup: false, prcl: false })
   c.ema.buffers = 'ema'
+  c.sampling.epochs = 60
+  c.eval.every_epochs = 10
+  c.checkpoint.every_steps = 500
   return c
 }
 

@@ -80,7 +80,8 @@ export async function exportBackbone(o: ExportOptions): Promise<ExportResult> {
       offset += bytes.length
     }
     const { backbone, width } = ck.config.model
-    const metadata = { format: 'prcl-backbone/1', backbone, width: String(width), model, source: resolve(o.run), step: String(ck.state.step) }
+    // The run's name, not its path: the same run exported elsewhere gives the same bytes.
+    const metadata = { format: 'prcl-backbone/1', backbone, width: String(width), model, run: ck.config.name, step: String(ck.state.step) }
     let json = JSON.stringify({ __metadata__: metadata, ...out })
     json += ' '.repeat((8 - (json.length % 8)) % 8) // the data starts 8-byte aligned
     const head = Buffer.alloc(8)

@@ -22,6 +22,8 @@ export interface DemoOptions {
   log?: (line: string) => void
   /** Overrides applied to every run after the preset, the pretraining's too (tests shorten the runs). */
   set?: string[]
+  /** Pretrain the trunk here instead of starting from the shipped one (ts/sweep/digits.ts). */
+  pretrain?: boolean
   /** Another draw of the scenes (the development draw: other seeds) or smaller scenes. */
   target?: Omit<DigitsOptions, 'out'>
   source?: Omit<DigitsOptions, 'out'>
@@ -42,7 +44,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
   if (!methods.includes('supervised')) throw new RangeError(`the demo compares with supervised-only: --methods must include supervised (got ${methods.join(', ')})`)
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`))
   const target = o.target ?? DIGITS_TARGET
-  const recipe = await prepareDigits(out, { log, signal: o.signal, target, source: o.source, set: o.set })
+  const recipe = await prepareDigits(out, { log, signal: o.signal, target, source: o.source, set: o.set, trunk: o.pretrain ? 'train' : 'shipped' })
   const labels = Object.fromEntries(methods.map((m) => [m, METHODS[m].label]))
   const r = await runSweep({
     config: DIGITS_PRESET, set: [...recipe.set, ...splitSets(DIGITS_LABELED, target.seed ?? 0), ...(o.set ?? [])],

@@ -7,10 +7,16 @@
 //   <out>/source/     the scenes of the other digits, nearly all labeled
 //   <out>/pretrain/   the digits-pretrain run (a sweep of one run: kept when finished, resumed when not)
 //   <out>/pretrain/trunk.safetensors   its teacher's trunk (prcl weights export)
+//
+// Pretraining takes about 5 minutes on 2 cores, so the repository ships the trunk it gives on the
+// default draw (SHIPPED_TRUNK, checked by its sha256) and the demo starts from that; `trunk: 'train'`
+// (prcl demo --pretrain) trains it instead, as does any other draw or pretraining setting.
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { checkDigitsOptions, DIGITS_VERSION, generateDigits, type DigitsOptions } from '../data/digits.ts'
 import { exportBackbone } from '../experiment/export.ts'
+import { sha256File } from '../experiment/checkpoint.ts'
+import { ROOT } from '../paths.ts'
 import { runSweep } from './run.ts'
 
 /** The scenes the methods are compared on: the digits 0-3, labeled splits from 20 to 160 scenes. */
@@ -20,6 +26,9 @@ export const DIGITS_SOURCE: Omit<DigitsOptions, 'out'> = { seed: 0, digits: [4, 
 /** The presets of the two trainings (ts/config/presets.ts). */
 export const DIGITS_PRESET = 'digits-demo'
 export const PRETRAIN_PRESET = 'digits-pretrain'
+/** The trunk prepareDigits(out, { trunk: 'train' }) made on the default draw (torch 1.13, CPU,
+ *  2026-12-08): `<out>/pretrain/trunk.safetensors`, copied here. */
+export const SHIPPED_TRUNK = { path: join(ROOT, 'bench', 'weights', 'digits-4-9-trunk.safetensors'), sha256: '' }
 
 export interface DigitsRecipe {
   /** The target scenes' directory. */
@@ -49,26 +58,42 @@ export async function prepareDigits(out: string, o: {
   target?: Omit<DigitsOptions, 'out'>; source?: Omit<DigitsOptions, 'out'>; log?: (l: string) => void; signal?: AbortSignal
   /** Overrides of the pretraining run (tests shorten it). */
   set?: string[]
+  /** shipped: start from SHIPPED_TRUNK when it is the trunk these options give [default]; train: pretrain here. */
+  trunk?: 'shipped' | 'train'
 } = {}): Promise<DigitsRecipe> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`))
   const target = o.target ?? DIGITS_TARGET
   const source = o.source ?? DIGITS_SOURCE
   const data = join(out, 'data')
-  const src = join(out, 'source')
   await ensureDigits(data, target, log)
+  const shipped = (o.trunk ?? 'shipped') === 'shipped' && source === DIGITS_SOURCE && !o.set?.length
+  const ready = shipped && await isShipped()
+  if (shipped && !ready) log(`${SHIPPED_TRUNK.path} is missing or not the file recorded (sha256 ${SHIPPED_TRUNK.sha256.slice(0, 12)}…): pretraining the trunk here (about 5 minutes on 2 cores)`)
+  const trunk = ready ? SHIPPED_TRUNK.path : await pretrain(out, source, o.set ?? [], log, o.signal)
+  const t = checkDigitsOptions({ out: data, ...target })
+  return { data, trunk, set: [`data.root=${data}`, `model.pretrained=${trunk}`, `model.num_classes=${t.classes}`] }
+}
+
+/** Whether the shipped trunk is there, byte for byte. */
+async function isShipped(): Promise<boolean> {
+  return existsSync(SHIPPED_TRUNK.path) && await sha256File(SHIPPED_TRUNK.path) === SHIPPED_TRUNK.sha256
+}
+
+/** Trains the trunk on the source scenes (a sweep of one run, resumed or kept) and exports it. */
+async function pretrain(out: string, source: Omit<DigitsOptions, 'out'>, set: string[], log: (l: string) => void, signal?: AbortSignal): Promise<string> {
+  const src = join(out, 'source')
   await ensureDigits(src, source, log)
   const s = checkDigitsOptions({ out: src, ...source })
   const pre = await runSweep({
-    config: PRETRAIN_PRESET, seeds: [0], out: join(out, 'pretrain'), log, signal: o.signal,
-    set: [`data.root=${src}`, ...splitSets(s.labeled[0]!, s.seed), `model.num_classes=${s.classes}`, ...(o.set ?? [])],
+    config: PRETRAIN_PRESET, seeds: [0], out: join(out, 'pretrain'), log, signal,
+    set: [`data.root=${src}`, ...splitSets(s.labeled[0]!, s.seed), `model.num_classes=${s.classes}`, ...set],
     axes: [{ name: 'pretrain', values: [{ label: 'pretrain', set: [] }] }], title: 'the trunk the digit runs start from',
   })
   if (pre.failed.length) throw new Error(`pretraining the trunk failed: ${pre.failed[0]!.error}`)
   if (pre.stopped !== null || !pre.runs[0]) throw new Error('pretraining the trunk was stopped: run the same command again to resume it')
   const trunk = join(out, 'pretrain', 'trunk.safetensors')
   await exportBackbone({ run: pre.runs[0].run_dir, out: trunk, checkpoint: 'latest' })
-  const t = checkDigitsOptions({ out: data, ...target })
-  return { data, trunk, set: [`data.root=${data}`, `model.pretrained=${trunk}`, `model.num_classes=${t.classes}`] }
+  return trunk
 }
 
 /** The settings that point a run at the labeled split of `labeled` scenes of the draw `seed`. */

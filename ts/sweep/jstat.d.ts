@@ -1,6 +1,8 @@
-// The one function prcl uses from jstat (which ships no types).
+// What prcl uses of jstat (which ships no types): Student t quantiles and probabilities.
 declare module 'jstat' {
-  export const jStat: {
+  const jstat: { jStat: JStat }
+  export default jstat
+  interface JStat {
     studentt: {
       /** The p-quantile of Student's t with `dof` degrees of freedom. */
       inv(p: number, dof: number): number

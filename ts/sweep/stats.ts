@@ -2,7 +2,10 @@
 // report. A paired difference takes the seeds two cells share, subtracts seed by seed, and gives
 // the mean difference with its 95 % confidence interval from Student's t with n − 1 degrees of
 // freedom (the seeds' runs are the pairs: same labeled split, same data order up to the method).
-import { jStat } from 'jstat'
+// jstat is CommonJS: its one export comes through the default import under plain Node and tsx.
+import jstat from 'jstat'
+
+const { jStat } = jstat
 
 export interface Spread {
   n: number
