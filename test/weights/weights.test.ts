@@ -38,10 +38,10 @@ async function prcl(args: string[], env: Record<string, string> = {}) {
 }
 
 describe('presets', () => {
-  it('every real preset starts from ImageNet weights; the synthetic ones say none', () => {
+  it('every real preset starts from ImageNet weights; those on generated scenes say none', () => {
     for (const name of presetNames()) {
       const m = preset(name)!.model
-      expect(m.pretrained, name).toBe(name.startsWith('synthetic') ? 'none' : 'imagenet')
+      expect(m.pretrained, name).toBe(/^(synthetic|digits)/.test(name) ? 'none' : 'imagenet')
       if (m.pretrained === 'imagenet') expect(IMAGENET[m.backbone], name).toBeDefined()
     }
   })

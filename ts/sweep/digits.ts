@@ -28,7 +28,7 @@ export const DIGITS_PRESET = 'digits-demo'
 export const PRETRAIN_PRESET = 'digits-pretrain'
 /** The trunk prepareDigits(out, { trunk: 'train' }) made on the default draw (torch 1.13, CPU,
  *  2026-12-08): `<out>/pretrain/trunk.safetensors`, copied here. */
-export const SHIPPED_TRUNK = { path: join(ROOT, 'bench', 'weights', 'digits-4-9-trunk.safetensors'), sha256: '' }
+export const SHIPPED_TRUNK = { path: join(ROOT, 'bench', 'weights', 'digits-4-9-trunk.safetensors'), sha256: '4f1361d3966bd3edc9d9471e2a8c3df00a21a9e9a6618c83d1fd8447080c8c9a' }
 
 export interface DigitsRecipe {
   /** The target scenes' directory. */
