@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { demoTable, runDemo, type DemoOptions } from '../../ts/sweep/demo.ts'
-import { DIGITS_PRESET, DIGITS_SOURCE, DIGITS_TARGET } from '../../ts/sweep/digits.ts'
+import { DIGITS_PRESET, DIGITS_SOURCE, DIGITS_TARGET, SHIPPED_TRUNK } from '../../ts/sweep/digits.ts'
+import { sha256File } from '../../ts/experiment/checkpoint.ts'
 import { loadConfig } from '../../ts/config/load.ts'
 
 const out = mkdtempSync(join(tmpdir(), 'prcl-demo-'))
@@ -70,4 +71,17 @@ describe('the demo', () => {
     expect(again.pairs.map((p) => `${p.b} − ${p.a}`)).toEqual(['unsup − supervised', 'prcl − supervised', 'prcl − unsup'])
     expect(demoTable(again)).toMatch(/seed\s+supervised-only\s+pseudo-labels\s+PRCL/)
   }, 300_000)
+
+  it('ships the trunk of the default draw: the sha256 it pins, the tensors a pretraining run exports', async () => {
+    expect(await sha256File(SHIPPED_TRUNK.path)).toBe(SHIPPED_TRUNK.sha256)
+    // The test's own pretraining ran above on fewer scenes: same network, so the same names and shapes.
+    expect(tensors(SHIPPED_TRUNK.path)).toEqual(tensors(join(out, 'pretrain', 'trunk.safetensors')))
+  })
 })
+
+/** A safetensors file's tensor names with dtype and shape, from its header. */
+function tensors(file: string): Record<string, string> {
+  const bytes = readFileSync(file)
+  const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8')) as Record<string, { dtype: string; shape: number[] }>
+  return Object.fromEntries(Object.entries(header).filter(([k]) => k !== '__metadata__').map(([k, v]) => [k, `${v.dtype} ${v.shape.join('×')}`]))
+}
