@@ -15,8 +15,8 @@ pickle, so loading it cannot run code on any torch. Files of the earlier format 
 the same tensors and JSON) still load, through torch's weights-only unpickler, after TorchScript
 archives are refused.
 
-`parameters_hash(module)`: the `state_hash` op's digest of a network's parameters, which the
-driver compares across ranks (the teacher and student must stay identical under DDP).
+`network_hash(module)`: the `state_hash` op's digest of a network's parameters and buffers, which
+the driver compares across ranks before each evaluation (after `align_buffers`).
 """
 
 import errno
@@ -120,14 +120,15 @@ def _read_state_file(path):
     return {"format": meta.get("format"), "meta": meta.get("meta", "null"), "tensors": tensors}
 
 
-def parameters_hash(module):
-    """sha256 (hex) of `module`'s parameters in its parameter order: each one's name, dtype, shape
-    and bytes (copied to the CPU, contiguous, so the device and memory format do not matter).
-    Buffers are left out: BatchNorm statistics may differ between ranks by design (a teacher's
-    own buffers, 'own')."""
+def network_hash(module):
+    """sha256 (hex) of `module`'s parameters, then its buffers, each in the module's order: each
+    one's name, dtype, shape and bytes (copied to the CPU, contiguous, so the device and memory
+    format do not matter). Buffers are compared too: between evaluations they may differ between
+    ranks by design (a teacher's own BatchNorm statistics), and `align_buffers` makes them rank 0's
+    before each evaluation."""
     digest = hashlib.sha256()
     with torch.no_grad():
-        for name, p in module.named_parameters():
+        for name, p in [*module.named_parameters(), *(("buffer:" + n, b) for n, b in module.named_buffers())]:
             t = p.detach().to("cpu").contiguous().reshape(-1)
             digest.update(f"{name}|{t.dtype}|{tuple(p.shape)}\n".encode())
             digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")

@@ -5,7 +5,8 @@ teacher's update is exactly the request's (decay, buffers), after a semi-supervi
 labeled-only step; policy.teacher_bn; each term runs with the request's params, never the spec's
 (which may be schedules); the request's weights and params name exactly the enabled terms and fit
 their op's schema; the same requests give the same losses; save and load continue a run exactly
-(and read a file written with the model's former EMA step counter).
+(and read a file written with the model's former EMA step counter); the step sets the
+networks' modes itself (a failing evaluation or networks left in eval mode change nothing).
 """
 
 import copy
@@ -327,7 +328,7 @@ def test_the_state_file_is_safetensors_and_the_earlier_torch_zip_still_loads(tmp
     torch.save({"format": state_mod.FORMAT, "meta": meta, "tensors": tensors}, legacy)
     a, b = configured(), configured()
     assert call(a, "load", {"path": path})["step"] == call(b, "load", {"path": legacy})["step"] == 0
-    assert state_mod.parameters_hash(a.state["trainer"].net) == state_mod.parameters_hash(b.state["trainer"].net)
+    assert state_mod.network_hash(a.state["trainer"].net) == state_mod.network_hash(b.state["trainer"].net)
     assert json.loads(meta)["__dict__"][0][0] == "format"
 
 
@@ -366,3 +367,32 @@ def test_unlabeled_views_show_the_branch_and_change_nothing():
     after = state(tr.net)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_the_step_sets_its_own_modes_whatever_an_earlier_op_left(monkeypatch):
+    """A failing evaluation between steps, and networks left in eval mode (as an op that forgot to
+    restore them would), change nothing: the losses and weights are those of the uninterrupted run."""
+    from prcl_worker import evaluate
+
+    def run(interrupt):
+        ctx = configured()
+        tr = ctx.state["trainer"]
+        out = []
+        for s in range(3):
+            out.append(call(ctx, "train_step", body(s, decay=0.9), batch(s))["losses"])
+            if interrupt:
+                with monkeypatch.context() as m:
+                    m.setattr(evaluate, "_view", lambda *a: 1 / 0)
+                    with pytest.raises(ZeroDivisionError):
+                        call(ctx, "eval_step", {"model": "student", "mode": "whole"},
+                             {"x": batch(s)["x_l"], "y": batch(s)["y_l"]})
+                assert tr.net.student.training  # the evaluation put its mode back
+                tr.net.student.eval()
+                tr.net.head.eval()
+                tr.net.teacher.eval()
+        return out, state(tr.net.student), state(tr.net.teacher)
+
+    plain, interrupted = run(False), run(True)
+    assert interrupted[0] == plain[0]
+    for a, b in ((interrupted[1], plain[1]), (interrupted[2], plain[2])):
+        assert all(torch.equal(a[k], b[k]) for k in b)

@@ -64,7 +64,7 @@ describe('presets', () => {
     for (const [name, batch, steps] of [['voc-662-prcl', 16, 84], ['cityscapes-150-prcl', 48, 40]] as const) {
       const fixed = loadConfig(name)
       const rel = loadConfig(`${name}-released`)
-      expect(rel.world).toMatchObject({ size: 8, sync_bn: true, prototypes: 'global', broadcast_buffers: true })
+      expect(rel.world).toMatchObject({ size: 8, sync_bn: true, teacher_sync_bn: true, prototypes: 'global', broadcast_buffers: true })
       expect(rel.sampling.batch_size).toBe(batch)
       expect(stepsPerEpoch(rel, name.startsWith('voc') ? 662 : 150)).toBe(steps)
       expect(rel.policy).toMatchObject({ conf_quantization: 'uint8_trunc', mix_partner: 'prcl_rank0', classmix_ignore_is_class: true })
@@ -209,9 +209,9 @@ describe('world (several workers)', () => {
     expect(configError(() => loadConfig('synthetic-demo', ['world.size=0'])).message).toMatch(/world\.size = 0: must be an integer ≥ 1/)
   })
 
-  it('the presets run in one process (the -released ones on 8), with SyncBN and global prototypes when they run in several', () => {
+  it('the presets run in one process (the -released ones on 8), with SyncBN (the teacher as the student) and global prototypes when they run in several', () => {
     for (const name of presetNames().filter((n) => !n.endsWith('-released'))) {
-      expect(preset(name)!.world).toEqual({ size: 1, devices: null, listen: null, keys: null, insecure: false, wait_s: 600, sync_bn: true, broadcast_buffers: false, prototypes: 'global' })
+      expect(preset(name)!.world).toEqual({ size: 1, devices: null, listen: null, keys: null, insecure: false, wait_s: 600, sync_bn: true, teacher_sync_bn: null, broadcast_buffers: false, prototypes: 'global' })
     }
   })
 
@@ -246,8 +246,10 @@ describe('world: one image per rank', () => {
       .toMatch(/sampling\.batch_size = 1: gives each step one image, too few for BatchNorm in train mode/)
     expect(configError(() => loadConfig('synthetic-demo', ['sampling.batch_size=2', 'world.size=2', 'world.sync_bn=false'])).message)
       .toMatch(/sampling\.batch_size = 2: gives each rank one image, .*use at least 2 per rank, or world\.sync_bn/)
-    expect(configError(() => loadConfig('synthetic-demo', ['sampling.batch_size=2', 'world.size=2'])).message)
-      .toMatch(/teacher\.bn_mode = "train": needs at least 2 unlabeled images per rank .*use teacher\.bn_mode 'eval'/)
+    // The teacher synchronised as the student is (the default) normalises over both ranks' images.
+    expect(loadConfig('synthetic-demo', ['sampling.batch_size=2', 'world.size=2']).world.size).toBe(2)
+    expect(configError(() => loadConfig('synthetic-demo', ['sampling.batch_size=2', 'world.size=2', 'world.teacher_sync_bn=false'])).message)
+      .toMatch(/teacher\.bn_mode = "train": needs at least 2 unlabeled images per rank .*world\.teacher_sync_bn is false.*use teacher\.bn_mode 'eval'/)
     expect(loadConfig('synthetic-demo', ['sampling.batch_size=2', 'world.size=2', 'teacher.bn_mode=eval', 'ema.buffers=ema']).world.size).toBe(2)
     expect(loadConfig('synthetic-demo-supervised', ['sampling.batch_size=2', 'world.size=2']).world.size).toBe(2)
   })

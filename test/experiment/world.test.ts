@@ -104,6 +104,19 @@ describe('a run at world size 2 (gloo on CPU)', () => {
     expect([...first, ...rest].map((e) => [e.step, e.total, e.losses])).toEqual(whole.map((e) => [e.step, e.total, e.losses]))
   }, 600_000)
 
+  it('without SyncBN or broadcast buffers, every rank scores with rank 0\'s buffers: the replicas hash them too and agree', async () => {
+    // Each rank's BatchNorm statistics follow its own 2 images (student, head, and the teacher's own).
+    const runDir = join(dir, 'own-buffers')
+    const sets = ['world.sync_bn=false', 'world.teacher_sync_bn=false', 'world.broadcast_buffers=false', 'sampling.batch_size=4', 'teacher.bn_mode=train', 'ema.buffers=own']
+    await steps(config(sets), runDir)
+    const lines = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    const checks = lines.filter((l) => l.type === 'replicas')
+    expect(checks.map((c) => [c.step, c.identical])).toEqual([[4, true], [8, true]])
+    // Without align_buffers these checks would stop the run: the ranks' buffers differ between
+    // evaluations (py/tests/test_replicas.py shows it, and that state_hash covers buffers).
+    expect(lines.filter((l) => l.type === 'eval')).toHaveLength(2)
+  }, 600_000)
+
   it('stops, naming the rank, when a rank\'s networks differ from rank 0\'s at an evaluation', async () => {
     // Test-only divergence, with ops on one rank of the group: rank 1 saves its state after step
     // 1 and takes it back after step 3, so at the evaluation after step 4 its teacher, student and

@@ -65,21 +65,23 @@ async function countModels(models: Record<string, WorkerSettings['model']>): Pro
 
 /** Bytes one rank hands to collectives in one semi-supervised train_step at world size > 1 (the
  *  buffer sizes, as nccl-tests' "size"; a ring all-reduce moves 2·(N−1)/N of that per rank). */
-export function stepBytes(m: ModelCounts, s: WorkerSettings, lossTerms: number) {
+export function stepBytes(m: ModelCounts, s: WorkerSettings, lossTerms: number, teacherBn: 'train' | 'eval') {
   const C = s.model.num_classes
   const D = s.model.rep_dim
   const d = s.distributed
   const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0)
   // SyncBN: the student runs twice (labeled, unlabeled), the head once on both halves. Forward:
   // all_gather of (mean, M2, count) in float64; backward: all_reduce of Σdy, Σdy·x̂ in float64.
-  const bnForwards = d.sync_bn ? [...m.bn_student, ...m.bn_student, ...m.bn_head] : []
+  // A synchronised teacher pseudo-labelling in train mode adds one forward (the student's layers).
+  const bnBackwards = d.sync_bn ? [...m.bn_student, ...m.bn_student, ...m.bn_head] : []
+  const bnForwards = [...bnBackwards, ...(d.teacher_sync_bn && teacherBn === 'train' ? m.bn_student : [])]
   const prcl = JSON.stringify(s.loss).includes('"prcl"')
   const bytes = {
     ddp_gradients: m.grad_elements * 4,
     ddp_unused_map: m.param_tensors * 4, // find_unused_parameters: an int32 per parameter tensor
     ddp_buffers: d.broadcast_buffers ? m.buffer_bytes + m.teacher_buffer_bytes : 0,
     sync_bn_forward: sum(bnForwards.map((c) => (2 * c + 1) * 8)),
-    sync_bn_backward: sum(bnForwards.map((c) => 2 * c * 8)),
+    sync_bn_backward: sum(bnBackwards.map((c) => 2 * c * 8)),
     prcl_prototypes: prcl && d.prototypes === 'global' ? C * (2 * D + 1) * 4 : 0,
     // reduce_results: total, each term, mask_ratio and hard pixels per class (float64), then 2 int64.
     results: (1 + lossTerms + 1 + C) * 8 + 2 * 8,
@@ -154,12 +156,13 @@ export async function ddpBench(o: DdpBenchOptions = {}) {
   const w2 = await run(2)
   const r101 = paperSettings({ deterministic: false }, { epochs: 200 })
   const counts = await countModels({ tiny: base.model, r101: r101.model })
-  const tinyBytes = stepBytes(counts.tiny!, w2.settings, w2.terms)
+  const teacherBn = stepArgs(base, 0).policy.teacher_bn
+  const tinyBytes = stepBytes(counts.tiny!, w2.settings, w2.terms, teacherBn)
   const [m0, ...others] = w2.measured
   if (!m0) throw new Error('the world-2 ranks answered no collective counters (stats.collectives is null)')
   const measured = { ...m0.bytes, ddp_unused_map: tinyBytes.ddp_unused_map }
   const measuredTotal = Object.values(measured).reduce((a, b) => a + b, 0)
-  const r101Bytes = stepBytes(counts.r101!, r101, w2.terms)
+  const r101Bytes = stepBytes(counts.r101!, r101, w2.terms, teacherBn)
   const links = [
     { setup: '8 GPUs, one box, NVLink', ranks: 8, gbps: 300 },
     { setup: '4 nodes, 100 Gb/s Ethernet', ranks: 4, gbps: 12.5 },

@@ -90,8 +90,8 @@ function ruleIssues(cfg: ExperimentConfig): ConfigIssue[] {
   if (cfg.sampling.batch_size / w.size === 1) {
     if (w.size === 1 || !w.sync_bn) {
       add('sampling.batch_size', cfg.sampling.batch_size, `gives each ${w.size === 1 ? 'step' : 'rank'} one image, too few for BatchNorm in train mode (ASPP's pooled branch would see one value per channel): use at least 2${w.size > 1 ? ' per rank, or world.sync_bn' : ''}`)
-    } else if (cfg.teacher.bn_mode === 'train' && !readsOnlyLabeled(cfg.loss)) {
-      add('teacher.bn_mode', 'train', `needs at least 2 unlabeled images per rank (sampling.batch_size / world.size is 1): the teacher's BatchNorm is not synchronised; use teacher.bn_mode 'eval' (with ema.buffers 'ema' or 'copy') or a larger batch`)
+    } else if (cfg.teacher.bn_mode === 'train' && !(w.teacher_sync_bn ?? w.sync_bn) && !readsOnlyLabeled(cfg.loss)) {
+      add('teacher.bn_mode', 'train', `needs at least 2 unlabeled images per rank (sampling.batch_size / world.size is 1): world.teacher_sync_bn is false, so the teacher's BatchNorm is not synchronised; set it, use teacher.bn_mode 'eval' (with ema.buffers 'ema' or 'copy') or a larger batch`)
     }
   }
   const e = cfg.sampling.epoch

@@ -40,7 +40,7 @@ function vocPrcl(name: string, splits: ExperimentConfig['data']['splits']): Expe
     recovery: { max_restarts: 3 },
     log: { tensorboard: true, val_images: 4, progress_s: 60, pseudo_quality: true },
     // One process by default; the released runs: size 8, SyncBN, global prototypes (§7.10).
-    world: { size: 1, devices: null, listen: null, keys: null, insecure: false, wait_s: 600, sync_bn: true, broadcast_buffers: false, prototypes: 'global' },
+    world: { size: 1, devices: null, listen: null, keys: null, insecure: false, wait_s: 600, sync_bn: true, teacher_sync_bn: null, broadcast_buffers: false, prototypes: 'global' },
     worker: { python: null, device: 'auto', transport: 'ipc', threads: null, decode_threads: null },
     runs_dir: 'runs',
   }
@@ -109,14 +109,14 @@ export const PRESETS: Record<string, () => ExperimentConfig> = {
 }
 
 /** Every quirk that has an option set as released (method spec §14), at the released scale:
- *  8 ranks of 2 + 2 (VOC) or 6 + 6 (Cityscapes) images, SyncBN, global prototypes, rank 0's
+ *  8 ranks of 2 + 2 (VOC) or 6 + 6 (Cityscapes) images, SyncBN of the student and the teacher, global prototypes, rank 0's
  *  BatchNorm buffers broadcast (Q-ema-3), confidences truncated to 8 bits (Q-aug-1), rank 0's
  *  images as every rank's mixing partner (Q-aug-6), the released unsupervised-loss arithmetic
  *  (Q-loss-1) and random-crop evaluation (Q-eval-1). Bugs that break a run (Q-eval-3's NaN
  *  Cityscapes score, Q-data-1's empty epochs) stay fixed. */
 function released(c: ExperimentConfig): ExperimentConfig {
   c.name = `${c.name}-released`
-  c.world = { ...c.world, size: 8, sync_bn: true, prototypes: 'global', broadcast_buffers: true }
+  c.world = { ...c.world, size: 8, sync_bn: true, teacher_sync_bn: true, prototypes: 'global', broadcast_buffers: true }
   c.sampling.batch_size *= 8
   c.policy = { ...c.policy, conf_quantization: 'uint8_trunc', mix_partner: 'prcl_rank0' }
   c.eval = { ...c.eval, protocol: 'prcl_random_crop', window: null, stride: null }

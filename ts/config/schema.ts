@@ -143,6 +143,8 @@ export const ExperimentConfig = Type.Object({
     // How long the driver waits for every remote rank's hello.
     wait_s: Type.Integer({ minimum: 1, maximum: 86400 }),
     ...Distributed.properties,
+    // null (or absent): as sync_bn, as released.
+    teacher_sync_bn: Type.Optional(Type.Union([Type.Boolean(), Type.Null()])),
   }, Closed),
   worker: Type.Object({
     python: Type.Union([PathString, Type.Null()]),

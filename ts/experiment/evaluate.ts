@@ -80,27 +80,29 @@ export function nameSamples<E extends Error>(e: E, refs: ReadonlyArray<{ image: 
   return e
 }
 
-/** The networks whose parameters every rank must hold identically under data parallelism (DDP
- *  keeps the student and head in step, and the teacher follows them by the same EMA); their
- *  buffers are not compared (a teacher's own BatchNorm statistics, `ema.buffers: own`, follow each
- *  rank's batches). */
+/** The networks every rank must hold identically at an evaluation under data parallelism: DDP
+ *  keeps the student's and head's parameters in step and the teacher follows them by the same EMA;
+ *  their BatchNorm buffers may drift apart between evaluations (without broadcast_buffers or
+ *  SyncBN, a teacher's own statistics follow each rank's batches) and are made rank 0's first. */
 export const REPLICATED = ['teacher', 'student', 'head'] as const
 
 export interface ReplicaEvent {
   type: 'replicas'; step: number; epoch: number; ranks: number; networks: string[]
   /** True when every rank's hashes equal rank 0's. */
   identical: boolean
-  /** Rank 0's sha256 of each network's parameters. */
+  /** Rank 0's sha256 of each network's parameters and buffers. */
   hashes: Record<string, string>
   /** For each network that differs, the ranks whose hash is not rank 0's. */
   differ: Record<string, number[]>
 }
 
-/** Ask every rank for the sha256 of its networks' parameters (the `state_hash` op) and compare
- *  them with rank 0's. The event says what was found; `assertReplicas` turns a difference into an
- *  error. A group of one has nothing to compare: null. */
+/** Give every rank rank 0's BatchNorm buffers (the `align_buffers` op), then ask every rank for
+ *  the sha256 of its networks' parameters and buffers (`state_hash`) and compare them with rank
+ *  0's. The event says what was found; `assertReplicas` turns a difference into an error. A group
+ *  of one has nothing to compare: null. */
 export async function checkReplicas(group: WorkerGroup, step: number, epoch: number): Promise<ReplicaEvent | null> {
   if (group.size < 2) return null
+  await group.all('align_buffers', () => ({}), { timeoutMs: 600_000 })
   const networks = [...REPLICATED]
   const replies = await group.all('state_hash', () => ({ networks }), { timeoutMs: 600_000 })
   const hashes = replies.map((r) => r.body.hashes)
@@ -119,7 +121,7 @@ export function assertReplicas(ev: ReplicaEvent): void {
   const ranks = [...new Set(Object.values(ev.differ).flat())].sort((a, b) => a - b)
   const which = ranks.map((r) => `rank ${r} (${Object.keys(ev.differ).filter((n) => ev.differ[n]!.includes(r)).join(', ')})`)
   throw new WorkerGroupError(`the data-parallel ranks diverged at step ${ev.step}: parameters differ from rank 0's on ${which.join('; ')}. ` +
-    `Every rank must hold the same ${ev.networks.join(', ')} (compared by the sha256 of their parameters); the run is stopped, ` +
+    `Every rank must hold the same ${ev.networks.join(', ')} (compared by the sha256 of their parameters and, once rank 0's are given to every rank, buffers); the run is stopped, ` +
     'since its evaluation and checkpoints would depend on which rank was asked', ranks)
 }
 

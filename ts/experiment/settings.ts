@@ -28,7 +28,10 @@ export function workerSettings(cfg: ExperimentConfig, pretrained: PretrainedWeig
     amp: cfg.amp,
     channels_last: cfg.channels_last,
     loss: cfg.loss,
-    distributed: { sync_bn: cfg.world.sync_bn, broadcast_buffers: cfg.world.broadcast_buffers, prototypes: cfg.world.prototypes },
+    distributed: {
+      sync_bn: cfg.world.sync_bn, teacher_sync_bn: cfg.world.teacher_sync_bn ?? cfg.world.sync_bn,
+      broadcast_buffers: cfg.world.broadcast_buffers, prototypes: cfg.world.prototypes,
+    },
     ...paths,
   }
 }

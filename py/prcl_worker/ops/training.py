@@ -221,6 +221,19 @@ def reset(ctx, body, tensors):
 
 @register("state_hash")
 def state_hash(ctx, body, tensors):
-    from ..state import parameters_hash
+    from ..state import network_hash
     net = _trainer(ctx).net
-    return {"hashes": {name: parameters_hash(getattr(net, name)) for name in body["networks"]}}
+    return {"hashes": {name: network_hash(getattr(net, name)) for name in body["networks"]}}
+
+
+@register("align_buffers")
+def align_buffers(ctx, body, tensors):
+    """Every rank takes rank 0's BatchNorm buffers of the teacher, student and head (a collective:
+    every rank of the group calls it). Without broadcast_buffers or SyncBN they drift apart between
+    evaluations; evaluation deals the val images over the ranks, so each must score the same model."""
+    from .. import distributed
+    net = _trainer(ctx).net
+    buffers = [b for m in (net.teacher, net.student, net.head) for b in m.buffers()]
+    if distributed.world() > 1:
+        distributed.broadcast_(buffers)
+    return {"buffers": len(buffers), "bytes": sum(b.numel() * b.element_size() for b in buffers)}

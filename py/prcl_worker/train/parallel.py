@@ -5,6 +5,8 @@ student's whole pass, and synchronised BatchNorm.
   keeping its parameters and buffers (same objects, same state-dict keys). On CUDA that is
   ``torch.nn.SyncBatchNorm.convert_sync_batchnorm``; on other devices ``SyncBatchNorm`` below,
   because torch 1.13's SyncBatchNorm refuses CPU tensors (gloo is the CPU backend).
+* ``local_batch_norm(module)``: a context in which ``module``'s synchronised BatchNorms use this
+  rank's batch alone (for work one rank does while the others wait: pictures).
 * ``wrap(student_pass, device, broadcast_buffers)``: the DDP module, ``find_unused_parameters=True``
   (a labeled-only step does not use the uncertainty head; as released, prcl.py:L87).
 
@@ -17,6 +19,7 @@ pass-through wrappers of those functions that count only calls made from torch's
 function (``count_torch_sync_bn``).
 """
 
+import contextlib
 import functools
 import sys
 
@@ -131,6 +134,20 @@ def convert_sync_bn(module, device):
         count_torch_sync_bn()
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     return _convert(module)
+
+
+@contextlib.contextmanager
+def local_batch_norm(module):
+    """Within the block, every synchronised BatchNorm of ``module`` (this module's or torch's) is a
+    plain BatchNorm over this rank's batch: no collective, so one rank may run it alone."""
+    synced = [m for m in module.modules() if isinstance(m, (SyncBatchNorm, nn.SyncBatchNorm))]
+    for m in synced:
+        m.forward = functools.partial(_BatchNorm.forward, m)
+    try:
+        yield
+    finally:
+        for m in synced:
+            del m.forward
 
 
 # torch's SyncBatchNorm autograd function lives here and calls torch.distributed from Python:

@@ -24,6 +24,9 @@ def train_step(tr, body, tensors, decoded, prefetch, decode_ms, cancelled=lambda
                               f"(img_u.<i> or x_u)", "tensors.img_u")
     tr.graph.check_request(body["weights"], body["params"])
     tr.optim.set_lr(body["lr"], body["head_lr"])
+    # The step's own modes, whatever an earlier op left: the student and head train (batch
+    # statistics, running statistics updated); the teacher's mode is the policy's (teacher_forward).
+    tr.student_pass.train()
     sync(tr.device)
     times["augment_l"] = ms_since(t0)
 

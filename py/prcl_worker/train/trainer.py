@@ -4,8 +4,10 @@ and the generator of the loss's sampling (saved with the worker's state).
 
 At world size > 1 (`distributed` of configure; DESIGN.md "Many workers", spec §7.10):
 * `sync_bn`: the student's and the uncertainty head's BatchNorm layers are synchronised across
-  ranks (train/parallel.py); the teacher keeps plain BatchNorm (its train-mode pseudo-labelling
-  forward uses this rank's batch statistics; eval/predict run no collective).
+  ranks (train/parallel.py).
+* `teacher_sync_bn`: the teacher's too, as released (its train-mode pseudo-labelling forward
+  normalises over every rank's unlabeled images and its running statistics are global); without
+  it, this rank's batch statistics. Eval-mode forwards (evaluation, prediction) run no collective.
 * the student and head train under DDP (`broadcast_buffers` as configured, find_unused_parameters);
   the teacher is a plain module, identical on every rank: rank 0's at configure, then updated from
   the synchronised student parameters. With `broadcast_buffers` its buffers are also rank 0's
@@ -41,6 +43,8 @@ class Trainer:
         if self.world > 1 and self.parallel["sync_bn"]:
             self.net.student = parallel.convert_sync_bn(self.net.student, self.device)
             self.net.head = parallel.convert_sync_bn(self.net.head, self.device)
+        if self.world > 1 and self.parallel.get("teacher_sync_bn", False):
+            self.net.teacher = parallel.convert_sync_bn(self.net.teacher, self.device)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         # The student's whole pass of a step: one forward per backward, as DDP needs.

@@ -3,15 +3,16 @@ the teacher sees (the weak view), its pseudo-labels and confidence, the mixed an
 augmented input the student is trained on, its mixed label, and the student's σ² on it.
 
 Nothing of the run changes: no gradient, every buffer the forwards touch (train-mode BatchNorm)
-put back, the torch RNG restored, and the mixing partner taken from these images only (no
-collective, so one rank can draw it while the others wait)."""
+put back, the torch RNG restored, and the mixing partner taken from these images only. No
+collective, so one rank can draw it while the others wait: a synchronised teacher normalises over
+these images alone."""
 
 import torch
 
 from ..augment import IGNORE_INDEX, augment_batch, denormalize, normalize
 from ..errors import InvalidArgument
 from ..evaluate import variance_map
-from . import guard
+from . import guard, parallel
 from .inputs import per_image
 from .unlabeled import augment_unlabeled, pseudo_label
 
@@ -36,7 +37,8 @@ def unlabeled_views(tr, body, images):
             imgs = [normalize(t.to(tr.device)) for t in images]
             crop = per_image(body.get("unlabeled_crop") or [{}] * len(imgs), imgs, "unlabeled_crop")
             x_u = augment_batch(imgs, None, None, crop)[0].to(tr.dtype)
-            pseudo, conf = pseudo_label(tr.net, x_u, policy, tr.optim.autocast)
+            with parallel.local_batch_norm(tr.net.teacher):
+                pseudo, conf = pseudo_label(tr.net, x_u, policy, tr.optim.autocast)
             x_m, label_m, _ = augment_unlabeled(body, policy, x_u, pseudo, conf)
             var = variance_map(tr, "student", x_m)
     finally:

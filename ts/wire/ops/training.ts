@@ -42,6 +42,10 @@ export const ModelConfig = Type.Object({
 export const Distributed = Type.Object({
   // The student's BatchNorm layers as SyncBatchNorm: statistics over every rank's images.
   sync_bn: Type.Boolean(),
+  // The teacher's too (as released, where the whole network was converted): its train-mode
+  // pseudo-labelling forward normalises over every rank's unlabeled images and its running
+  // statistics are global [default false].
+  teacher_sync_bn: Type.Optional(Type.Boolean()),
   // DDP's broadcast_buffers: rank 0's BatchNorm buffers copied to the others before each forward.
   broadcast_buffers: Type.Boolean(),
   // PRCL prototypes from every rank's pixels (as released, §7.10) or from this rank's alone.
@@ -253,13 +257,19 @@ export const trainingOps = {
     tensors: 'none',
   }),
   state_hash: op({
-    doc: "sha256 of each named network's parameters (not its buffers), in the network's parameter order: each parameter's name, dtype, shape and bytes (on the CPU, contiguous). Ranks of one group compare them.",
+    doc: "sha256 of each named network's parameters, then its buffers, in the network's order: each tensor's name, dtype, shape and bytes (on the CPU, contiguous). Ranks of one group compare them before each evaluation.",
     args: Type.Object({
       networks: Type.Array(Type.Enum(['teacher', 'student', 'head']), { minItems: 1, maxItems: 3, uniqueItems: true }),
     }, Closed),
     result: Type.Object({
       hashes: Type.Record(Type.String(), Type.String({ pattern: '^[0-9a-f]{64}$' })),
     }, Closed),
+    tensors: 'none',
+  }),
+  align_buffers: op({
+    doc: "Every rank takes rank 0's BatchNorm buffers of the teacher, student and head (a collective: every rank of the group must call it). Before each evaluation, so every rank scores the same model.",
+    args: Type.Object({}, Closed),
+    result: Type.Object({ buffers: Type.Integer({ minimum: 0 }), bytes: Type.Integer({ minimum: 0 }) }, Closed),
     tensors: 'none',
   }),
 }
