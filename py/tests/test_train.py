@@ -396,3 +396,21 @@ def test_the_step_sets_its_own_modes_whatever_an_earlier_op_left(monkeypatch):
     assert interrupted[0] == plain[0]
     for a, b in ((interrupted[1], plain[1]), (interrupted[2], plain[2])):
         assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_determinism_true_cudnn_as_released_or_off():
+    from prcl_worker.train import runtime
+    cudnn = torch.backends.cudnn
+    before = (torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark)
+    try:
+        runtime.set_up(1, True)
+        assert torch.are_deterministic_algorithms_enabled() and cudnn.deterministic and not cudnn.benchmark
+        runtime.set_up(1, "cudnn")  # the released script's one setting
+        assert not torch.are_deterministic_algorithms_enabled() and cudnn.deterministic and not cudnn.benchmark
+        runtime.set_up(1, False)
+        assert not torch.are_deterministic_algorithms_enabled() and not cudnn.deterministic and cudnn.benchmark
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=True)
+        cudnn.deterministic, cudnn.benchmark = before[1], before[2]
+    ctx = ReplayContext("cpu", SCHEMAS)
+    call(ctx, "configure", dict(settings(), deterministic="cudnn"))  # the schema takes it

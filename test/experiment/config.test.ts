@@ -71,8 +71,9 @@ describe('presets', () => {
       expect(rel.eval).toMatchObject({ protocol: 'prcl_random_crop', window: null })
       expect(rel.loss.terms.find((t) => t.op === 'unsup_ce')!.params).toMatchObject({ variant: 'released' })
       expect(fixed.loss.terms.find((t) => t.op === 'unsup_ce')!.params).toMatchObject({ variant: 'fixed' })
+      expect([fixed.deterministic, rel.deterministic]).toEqual([false, 'cudnn']) // cudnn.deterministic, as released
       // everything else as in the fixed preset
-      const strip = (c: typeof fixed) => ({ ...c, name: '', world: null, sampling: null, policy: null, eval: null, loss: null })
+      const strip = (c: typeof fixed) => ({ ...c, name: '', world: null, sampling: null, policy: null, eval: null, loss: null, deterministic: null })
       expect(strip(rel)).toEqual(strip(fixed))
     }
   })

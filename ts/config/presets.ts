@@ -120,6 +120,7 @@ function released(c: ExperimentConfig): ExperimentConfig {
   c.sampling.batch_size *= 8
   c.policy = { ...c.policy, conf_quantization: 'uint8_trunc', mix_partner: 'prcl_rank0' }
   c.eval = { ...c.eval, protocol: 'prcl_random_crop', window: null, stride: null }
+  c.deterministic = 'cudnn'
   for (const t of c.loss.terms) if (t.op === 'unsup_ce') t.params = { ...t.params, variant: 'released' }
   return c
 }

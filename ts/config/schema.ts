@@ -2,7 +2,7 @@
 import Type, { type Static } from 'typebox'
 import { LossSpec } from '../loss/spec.ts'
 import { ScheduleOrNumber } from '../loss/schedule.ts'
-import { Distributed, EmaBuffers, EvalScales, MixPartner, ModelFields, TeacherBn } from '../wire/ops/training.ts'
+import { Determinism, Distributed, EmaBuffers, EvalScales, MixPartner, ModelFields, TeacherBn } from '../wire/ops/training.ts'
 
 const Closed = { additionalProperties: false } as const
 const PathString = Type.String({ minLength: 1, maxLength: 4096 })
@@ -84,7 +84,7 @@ export const ExperimentConfig = Type.Object({
   schedule_granularity: Type.Enum(['epoch', 'step']),
   amp: Type.Enum(['none', 'bf16', 'fp16']),
   channels_last: Type.Boolean(),
-  deterministic: Type.Boolean(),
+  deterministic: Determinism,
   eval: Type.Object({
     every_epochs: Type.Integer({ minimum: 1, maximum: 100000 }),
     // whole: each val image at its size (VOC); sliding: windows of `window` every `stride`

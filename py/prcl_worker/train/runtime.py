@@ -26,14 +26,20 @@ def pick_threads(requested):
 
 
 def set_up(threads, deterministic):
-    """Apply the configured thread count (None: see pick_threads) and determinism; returns the threads."""
+    """Apply the configured thread count (None: see pick_threads) and determinism (True, 'cudnn':
+    cuDNN's deterministic convolutions alone, as released, or False); returns the threads."""
     threads = pick_threads(threads)
     torch.set_num_threads(threads)
-    if deterministic:
+    torch.use_deterministic_algorithms(False)  # a worker configured again starts from torch's default
+    if deterministic == "cudnn":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    elif deterministic:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
+        torch.backends.cudnn.deterministic = False
         torch.backends.cudnn.benchmark = True
     return threads
 

@@ -52,9 +52,14 @@ export const Distributed = Type.Object({
   prototypes: Type.Enum(['global', 'local']),
 }, Closed)
 
+// true: deterministic algorithms wherever torch has them (a warning where it has none) and cuDNN's
+// deterministic convolutions; 'cudnn': only the latter, as the released script sets
+// (cudnn.deterministic = True); false: cuDNN picks the fastest kernels (benchmark mode).
+export const Determinism = Type.Union([Type.Boolean(), Type.Literal('cudnn')])
+
 export const ConfigureArgs = Type.Object({
   seed: Type.Integer({ minimum: 0, maximum: 2 ** 53 - 1 }),
-  deterministic: Type.Boolean(),
+  deterministic: Determinism,
   threads: Type.Union([Type.Integer({ minimum: 1, maximum: 1024 }), Type.Null()]),
   model: ModelConfig,
   optim: Type.Object({
