@@ -68,7 +68,7 @@ describe('presets', () => {
       expect(rel.sampling.batch_size).toBe(batch)
       expect(stepsPerEpoch(rel, name.startsWith('voc') ? 662 : 150)).toBe(steps)
       expect(rel.policy).toMatchObject({ conf_quantization: 'uint8_trunc', mix_partner: 'prcl_rank0', classmix_ignore_is_class: true })
-      expect(rel.eval).toMatchObject({ protocol: 'prcl_random_crop', window: null })
+      expect(rel.eval).toMatchObject({ protocol: 'prcl_random_crop', window: null, miou_reduce: 'mean', ranks: 'each' })
       expect(rel.loss.terms.find((t) => t.op === 'unsup_ce')!.params).toMatchObject({ variant: 'released' })
       expect(fixed.loss.terms.find((t) => t.op === 'unsup_ce')!.params).toMatchObject({ variant: 'fixed' })
       expect([fixed.deterministic, rel.deterministic]).toEqual([false, 'cudnn']) // cudnn.deterministic, as released

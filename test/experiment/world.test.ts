@@ -155,6 +155,25 @@ describe('a run at world size 2 (gloo on CPU)', () => {
     expect(sharded.miou).toBe(one.results[0]!.miou)
   }, 300_000)
 
+  it('as released (eval.ranks each): every rank scores every image on its own crops, rank 0\'s score reported', async () => {
+    // The group still holds the checkpoint the previous test loaded (the student is the same on both ranks).
+    const crop = ['eval.protocol=prcl_random_crop', 'eval.window=[24,24]']
+    const data = await loadRunData(config(crop))
+    const each = await evaluateOn(group, config([...crop, 'eval.ranks=each']), data, 8, 2, 'student')
+    const dealt = await evaluateOn(group, config(crop), data, 8, 2, 'student')
+    const alone = await evaluateOn(group.workers[0]!, config([...crop, 'eval.ranks=each']), data, 8, 2, 'student')
+    expect(each.rank_miou).toHaveLength(2)
+    expect(each.miou).toBe(each.rank_miou![0])
+    // Rank 0 draws the crops one worker draws: its score is the single worker's.
+    expect(each.confusion).toEqual(alone.confusion)
+    expect(alone.rank_miou).toBeUndefined()
+    // Rank 0 scored every image (dealt over both ranks, the same crops give the same confusion);
+    // rank 1's own crops give another score.
+    expect(each.confusion).toEqual(dealt.confusion)
+    expect(each.rank_miou![1]).not.toBe(each.rank_miou![0])
+    expect(() => config(['eval.ranks=each'])).toThrow(/eval\.ranks = "each": needs eval\.protocol 'prcl_random_crop' \(got 'whole'\)/)
+  }, 300_000)
+
   it('resumes at another world size from rank 0\'s state, with a warning', async () => {
     const runDir = join(dir, 'regrouped')
     const first = await steps(config(PAPER), runDir, { stopAfter: 3 })

@@ -39,7 +39,7 @@ export async function train(args: string[]): Promise<number> {
   }
   if (values.json) console.log(JSON.stringify(summary))
   else {
-    const pct = (x: number | undefined) => (x === undefined ? '—' : (x * 100).toFixed(2))
+    const pct = (x: number | null | undefined) => (typeof x === 'number' && Number.isFinite(x) ? (x * 100).toFixed(2) : '—')
     console.log(`done: ${summary.steps} steps in ${summary.wall_minutes.toFixed(1)} min; ` +
       `last mIoU ${pct(summary.last?.miou)} (epoch ${summary.last?.epoch ?? '—'}), best ${pct(summary.best?.miou)} (epoch ${summary.best?.epoch ?? '—'})`)
     console.log(`labeled split ${summary.splits.labeled.path} sha256 ${summary.splits.labeled.sha16}`)

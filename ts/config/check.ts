@@ -54,6 +54,9 @@ function ruleIssues(cfg: ExperimentConfig): ConfigIssue[] {
   if (cfg.model.width !== 1 && cfg.model.backbone !== 'resnet18') {
     add('model.width', cfg.model.width, `must be 1 for ${cfg.model.backbone} (reduced widths exist for resnet18 only)`)
   }
+  if (cfg.eval.ranks === 'each' && cfg.eval.protocol !== 'prcl_random_crop') {
+    add('eval.ranks', 'each', `needs eval.protocol 'prcl_random_crop' (got '${cfg.eval.protocol}'): on whole images or windows every rank would compute the same score; use 'deal'`)
+  }
   if (cfg.eval.protocol === 'sliding') {
     if (!cfg.eval.window) add('eval.window', cfg.eval.window, "must be [height, width] when eval.protocol is 'sliding'")
     if (!cfg.eval.stride) add('eval.stride', cfg.eval.stride, "must be [height, width] when eval.protocol is 'sliding'")

@@ -112,14 +112,14 @@ export const PRESETS: Record<string, () => ExperimentConfig> = {
  *  8 ranks of 2 + 2 (VOC) or 6 + 6 (Cityscapes) images, SyncBN of the student and the teacher, global prototypes, rank 0's
  *  BatchNorm buffers broadcast (Q-ema-3), confidences truncated to 8 bits (Q-aug-1), rank 0's
  *  images as every rank's mixing partner (Q-aug-6), the released unsupervised-loss arithmetic
- *  (Q-loss-1) and random-crop evaluation (Q-eval-1). Bugs that break a run (Q-eval-3's NaN
+ *  (Q-loss-1), random-crop evaluation on every rank with the plain mean (Q-eval-1, Q-eval-2) and cuDNN's deterministic convolutions. Bugs that break a run (Q-eval-3's NaN
  *  Cityscapes score, Q-data-1's empty epochs) stay fixed. */
 function released(c: ExperimentConfig): ExperimentConfig {
   c.name = `${c.name}-released`
   c.world = { ...c.world, size: 8, sync_bn: true, teacher_sync_bn: true, prototypes: 'global', broadcast_buffers: true }
   c.sampling.batch_size *= 8
   c.policy = { ...c.policy, conf_quantization: 'uint8_trunc', mix_partner: 'prcl_rank0' }
-  c.eval = { ...c.eval, protocol: 'prcl_random_crop', window: null, stride: null }
+  c.eval = { ...c.eval, protocol: 'prcl_random_crop', window: null, stride: null, miou_reduce: 'mean', ranks: 'each' }
   c.deterministic = 'cudnn'
   for (const t of c.loss.terms) if (t.op === 'unsup_ce') t.params = { ...t.params, variant: 'released' }
   return c

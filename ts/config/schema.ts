@@ -99,6 +99,14 @@ export const ExperimentConfig = Type.Object({
     // flip [default false], their mirror images (e.g. [0.5, 0.75, 1, 1.25, 1.5, 1.75] and flip).
     scales: Type.Optional(EvalScales),
     flip: Type.Optional(Type.Boolean()),
+    // The mean of the per-class IoUs: over the classes present in the prediction or the ground
+    // truth [default present], or over every class, NaN when one has neither (mean; as released,
+    // Q-eval-2: such an evaluation is never the best and saves no checkpoint).
+    miou_reduce: Type.Optional(Type.Enum(['present', 'mean'])),
+    // Several ranks: the val images dealt over them and one score from every confusion [default
+    // deal], or each rank scoring every image on its own random crops and rank 0's score reported
+    // (each; as released, with eval.protocol prcl_random_crop only).
+    ranks: Type.Optional(Type.Enum(['deal', 'each'])),
   }, Closed),
   checkpoint: Type.Object({ every_steps: Type.Integer({ minimum: 1, maximum: 1e9 }) }, Closed),
   // A step whose loss or gradients are not finite is never applied (the worker checks before the

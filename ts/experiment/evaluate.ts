@@ -1,7 +1,8 @@
 // Evaluation of a configured worker (or group of ranks) on the validation split, and of a saved
 // checkpoint. With several ranks the val images are dealt round-robin (image i to rank i mod N);
 // each rank scores its own with no collective and the driver sums the confusion matrices, so the
-// score is one number whatever the world size.
+// score is one number whatever the world size. As released (eval.ranks: each, random crops), every
+// rank scores every image on crops of its own and rank 0's score is the one reported.
 import { join } from 'node:path'
 import type { ExperimentConfig } from '../config/schema.ts'
 import { readSample } from '../data/dataset.ts'
@@ -24,6 +25,8 @@ export interface EvalEvent extends IoUResult {
   classes: string[]
   /** Pixels by ground-truth class (rows) and predicted class (columns), row-major. */
   confusion: number[]
+  /** eval.ranks each: every rank's mIoU on its own crops (the event's numbers are rank 0's). */
+  rank_miou?: number[]
 }
 
 /** Confusion over the val split (encoded images, scored at their own size), then IoU. */
@@ -31,7 +34,9 @@ export async function evaluateOn(workers: Worker | WorkerGroup, cfg: ExperimentC
   model: 'teacher' | 'student' = cfg.eval.model): Promise<EvalEvent> {
   const group = workers instanceof WorkerGroup ? workers : WorkerGroup.of(workers)
   const c = cfg.model.num_classes
-  const cm = new Float64Array(c * c)
+  const each = (cfg.eval.ranks ?? 'deal') === 'each' && group.size > 1
+  // One confusion matrix per rank under `each`, else one for all.
+  const cms = Array.from({ length: each ? group.size : 1 }, () => new Float64Array(c * c))
   const chunk = 4
   const protocol = evalProtocol(cfg)
   const args = {
@@ -41,11 +46,17 @@ export async function evaluateOn(workers: Worker | WorkerGroup, cfg: ExperimentC
     ...(data.dataset.labelLut ? { label_lut: data.dataset.labelLut } : {}),
   }
   // The released protocol's crops, one per val image in split order: drawn from (seed, step), so
-  // an evaluation is the same at any world size, after a resume, and again in prcl eval.
-  const rng = Rng.keyed(cfg.seed, STREAM.evalCrop, step)
-  const at = protocol.crop ? data.val.map(() => [rng.float(), rng.float()]) : null
+  // an evaluation is the same at any world size, after a resume, and again in prcl eval. Under
+  // `each`, rank r > 0 draws its own from (seed, step, r); rank 0's are those.
+  const crops = (rank: number) => {
+    const rng = rank === 0 ? Rng.keyed(cfg.seed, STREAM.evalCrop, step) : Rng.keyed(cfg.seed, STREAM.evalCrop, step, rank)
+    return data.val.map(() => [rng.float(), rng.float()])
+  }
+  const ats = protocol.crop ? Array.from({ length: cms.length }, (_, r) => crops(r)) : null
   const lane = async (rank: number) => {
-    const mine = data.val.map((ref, i) => ({ ref, i })).filter(({ i }) => i % group.size === rank)
+    const cm = cms[each ? rank : 0]!
+    const at = ats && ats[each ? rank : 0]!
+    const mine = data.val.map((ref, i) => ({ ref, i })).filter(({ i }) => each || i % group.size === rank)
     for (let i = 0; i < mine.length; i += chunk) {
       const batch = mine.slice(i, i + chunk)
       const refs = batch.map((p) => p.ref)
@@ -59,9 +70,11 @@ export async function evaluateOn(workers: Worker | WorkerGroup, cfg: ExperimentC
     }
   }
   await Promise.all(Array.from({ length: group.size }, (_, r) => lane(r)))
+  const reduce = cfg.eval.miou_reduce ?? 'present'
   return {
     type: 'eval', step, epoch, model, protocol: protocol.kind, eval_protocol: protocol, classes: data.dataset.classNames,
-    ...iouFromConfusion(cm, c), confusion: Array.from(cm),
+    ...iouFromConfusion(cms[0]!, c, reduce), confusion: Array.from(cms[0]!),
+    ...(each ? { rank_miou: cms.map((m) => iouFromConfusion(m, c, reduce).miou) } : {}),
   }
 }
 

@@ -82,5 +82,15 @@ function readEvals(metrics: string): EvalEvent[] {
 /** The best and the last evaluation a run's metrics hold. */
 export function evalsFromMetrics(metrics: string): { best: EvalEvent | null; last: EvalEvent | null } {
   const evals = readEvals(metrics)
-  return { best: evals.reduce<EvalEvent | null>((b, e) => (!b || e.miou > b.miou ? e : b), null), last: evals.at(-1) ?? null }
+  return { best: bestEval(evals), last: evals.at(-1) ?? null }
+}
+
+/** The evaluation with the highest mIoU; one without a number (NaN, null in JSON: eval.miou_reduce
+ *  mean with an absent class) is never the best. */
+export function bestEval<E extends { miou: number | null }>(evals: readonly E[]): E | null {
+  return evals.reduce<E | null>((b, e) => (isScore(e.miou) && (!b || e.miou > b.miou!) ? e : b), null)
+}
+
+export function isScore(x: number | null | undefined): x is number {
+  return typeof x === 'number' && Number.isFinite(x)
 }

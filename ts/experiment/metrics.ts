@@ -8,7 +8,9 @@ export interface IoUResult {
   pixel_accuracy: number
 }
 
-export function iouFromConfusion(cm: ArrayLike<number | bigint>, numClasses: number): IoUResult {
+/** IoU per class and their mean: over the classes present (`present`), or over every class, NaN
+ *  when one is absent from both prediction and ground truth (`mean`, the released arithmetic). */
+export function iouFromConfusion(cm: ArrayLike<number | bigint>, numClasses: number, reduce: 'present' | 'mean' = 'present'): IoUResult {
   const at = (r: number, c: number) => Number(cm[r * numClasses + c]!)
   const iou: Array<number | null> = []
   const excluded: number[] = []
@@ -25,8 +27,10 @@ export function iouFromConfusion(cm: ArrayLike<number | bigint>, numClasses: num
     if (union === 0) { iou.push(null); excluded.push(k) } else iou.push(tp / union)
   }
   const present = iou.filter((v): v is number => v !== null)
+  const mean = reduce === 'mean' ? (excluded.length ? NaN : present.reduce((a, b) => a + b, 0) / numClasses)
+    : present.length ? present.reduce((a, b) => a + b, 0) / present.length : 0
   return {
-    miou: present.length ? present.reduce((a, b) => a + b, 0) / present.length : 0,
+    miou: mean,
     iou, excluded, pixel_accuracy: total ? correct / total : 0,
   }
 }

@@ -21,7 +21,7 @@ import { guardSummary, NonFiniteGuard, NonFiniteStepError, type GuardFields, typ
 import { loadRunData, type RunData } from './data.ts'
 import { assertReplicas, checkReplicas, evaluateOn, type EvalEvent } from './evaluate.ts'
 import { generators, initialState, snapshotOf } from './generators.ts'
-import { appendLine, cutMetrics, evalsFromMetrics, loggedSteps, stepEvent, type StepEvent } from './metrics-log.ts'
+import { appendLine, cutMetrics, evalsFromMetrics, isScore, loggedSteps, stepEvent, type StepEvent } from './metrics-log.ts'
 import { Progress } from './progress.ts'
 import { Pipeline } from './pipeline.ts'
 import { Recorder } from './record.ts'
@@ -422,13 +422,14 @@ export class Experiment extends EventEmitter {
     appendLine(run.metrics, ev)
     await this.board?.eval(ev, run.group, run.data, run.perEpoch)
     this.emit('eval', ev)
-    if (!run.state.best || ev.miou > run.state.best.miou) {
+    if (isScore(ev.miou) && (!run.state.best || ev.miou > run.state.best.miou)) {
       run.state.best = { miou: ev.miou, step, epoch: ev.epoch }
       run.best = ev
       await this.save(run, 'best', snapshot)
     }
     const best = run.state.best
-    this.log(`epoch ${ev.epoch} step ${step}: ${ev.model} mIoU ${(ev.miou * 100).toFixed(2)} (best ${(best.miou * 100).toFixed(2)} at epoch ${best.epoch})`)
+    const score = isScore(ev.miou) ? (ev.miou * 100).toFixed(2) : 'NaN (a class absent from prediction and ground truth, eval.miou_reduce mean)'
+    this.log(`epoch ${ev.epoch} step ${step}: ${ev.model} mIoU ${score} (best ${best ? `${(best.miou * 100).toFixed(2)} at epoch ${best.epoch}` : 'none yet'})`)
   }
 
   private async save(run: RunState, name: 'latest' | 'best', snapshot: DriverState): Promise<void> {

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module'
 import { drawReport } from './page.ts'
 import { readRun, type RunView } from './read-run.ts'
 import { describeProtocol } from '../experiment/protocol.ts'
+import { bestEval } from '../experiment/metrics-log.ts'
 
 export interface ReportRun {
   name: string
@@ -114,7 +115,7 @@ function toReportRun(v: RunView): ReportRun {
   }
   const schedules = Object.fromEntries(Object.entries(series).filter(([, vals]) => new Set(vals).size > 1))
   const evals = v.evals
-  const best = evals.reduce<RunView['evals'][number] | null>((b, e) => (!b || e.miou > b.miou ? e : b), null)
+  const best = bestEval(evals)
   const last = evals.at(-1) ?? null
   return {
     name: v.name, dir: v.dir, classes: evals[0]?.classes ?? [],

@@ -13,7 +13,7 @@ export function drawReport(data: ReportData): void {
     if (text !== undefined) e.textContent = text
     return e
   }
-  const pct = (x: number | null | undefined) => (typeof x === 'number' ? (x * 100).toFixed(2) : '—')
+  const pct = (x: number | null | undefined) => (typeof x === 'number' && Number.isFinite(x) ? (x * 100).toFixed(2) : '—')
   /** A table of text cells under a header row. */
   const textTable = (headers: string[], rows: string[][]): HTMLElement => {
     const t = el('table', { class: 'compare' })
