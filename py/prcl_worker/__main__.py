@@ -37,6 +37,9 @@ def main(argv=None):
     p.add_argument("--driver-wait-s", type=float,
                    help="exit after this long with no driver connected (default: 600; 0 with --parent-pid: "
                         "the driver's death ends a spawned worker anyway); 0 waits forever")
+    p.add_argument("--data-root",
+                   help="where this machine holds the dataset, for runs whose ranks read their own data "
+                        "(data.reader: rank); default: the driver's data.root")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     from . import curve
@@ -58,7 +61,11 @@ def main(argv=None):
     from .server import Server
     from .train.runtime import pick_threads
     torch.set_num_threads(pick_threads(args.threads or None))
-    from .inputs import default_decode_threads, set_decode_threads
+    from .inputs import default_decode_threads, set_data_root_override, set_decode_threads
+    if args.data_root:
+        if not os.path.isdir(args.data_root):
+            p.error(f"--data-root {args.data_root}: no such directory")
+        set_data_root_override(args.data_root)
     try:
         set_decode_threads(args.decode_threads or default_decode_threads())
     except ValueError as exc:

@@ -5,6 +5,12 @@ predict (`img.<i>`). Each travels as a uint8 1-d tensor of JPEG/PNG bytes. Raw t
 work that releases the GIL, so it runs while the previous request computes, and the images of
 one request are decoded side by side on `decode_threads` threads (`--decode-threads`): a
 Cityscapes PNG takes tens of milliseconds, a step holds a dozen.
+
+A rank may read its own files instead (`data.reader: rank`): a train_step's `files` names each
+image and label by its path relative to the data root (configure's `data_root`, or the worker's
+`--data-root` for a rank whose machine mounts the data elsewhere); the bytes are read in the same
+pool and then decoded exactly as sent ones. A path that leaves the root (absolute, `..`, a
+symlink) is refused.
 """
 
 import os
@@ -17,6 +23,11 @@ import torch
 from .errors import InvalidArgument
 
 _pool = {"threads": 1, "executor": None}
+_data = {"root": None, "override": None}
+FILE_KINDS = ("img_l", "lbl_l", "img_u", "lbl_u")
+# An encoded image or label larger than this is refused before it is read (the decoder's own
+# 64-megapixel rule then bounds the pixels).
+MAX_FILE_BYTES = 256 << 20
 _pool_lock = threading.Lock()
 
 
@@ -48,6 +59,75 @@ def _map(fn, items):
             _pool["executor"] = ThreadPoolExecutor(_pool["threads"], thread_name_prefix="prcl-decode")
         executor = _pool["executor"]
     return list(executor.map(lambda it: fn(*it), items))
+
+
+def set_data_root(root):
+    """The data root configure named (None: the driver sends the bytes)."""
+    _data["root"] = os.path.realpath(root) if root else None
+
+
+def set_data_root_override(root):
+    """--data-root: where this rank's machine holds the data, whatever configure says."""
+    _data["override"] = os.path.realpath(root) if root else None
+
+
+def data_root():
+    return _data["override"] or _data["root"]
+
+
+def _confined(root, rel, field):
+    if not isinstance(rel, str) or not rel or os.path.isabs(rel) or "\0" in rel:
+        raise InvalidArgument(f"{field}: {rel!r} is not a path relative to the data root", field)
+    real = os.path.realpath(os.path.join(root, rel))
+    if os.path.commonpath([real, root]) != root:
+        raise InvalidArgument(f"{field}: {rel} leads outside the data root", field)
+    return real
+
+
+def _read_file(root, kind, i, rel):
+    field = f"files.{kind}.{i}"
+    path = _confined(root, rel, field)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise InvalidArgument(f"{field}: {rel} cannot be read under the data root {root} "
+                              f"({exc.strerror or exc})", field) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidArgument(f"{field}: {rel} is larger than {MAX_FILE_BYTES >> 20} MiB", field)
+    t = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+    return f"{kind}.{i}", t
+
+
+def read_files(body, tensors):
+    """`tensors` with the request's `files` read from the data root as `<kind>.<i>` byte tensors."""
+    files = body.get("files")
+    if not files:
+        return tensors
+    root = data_root()
+    if root is None:
+        raise InvalidArgument("files: this worker has no data root (configure's data_root, or --data-root)", "files")
+    sent = [k for k in tensors if k.split(".")[0] in FILE_KINDS]
+    if sent:
+        raise InvalidArgument(f"files and encoded tensors ({', '.join(sorted(sent))}) in one request", "files")
+    items = [(root, kind, i, rel) for kind in FILE_KINDS for i, rel in enumerate(files.get(kind) or [])]
+    return {**tensors, **dict(_map(_read_file, items))}
+
+
+def file_sizes(rels):
+    """Each path's size under the data root, -1 where there is no readable file (the start-up
+    check that a rank sees the driver's data)."""
+    root = data_root()
+    if root is None:
+        raise InvalidArgument("files: this worker has no data root (configure's data_root, or --data-root)", "files")
+    out = []
+    for i, rel in enumerate(rels):
+        path = _confined(root, rel, f"files.{i}")
+        try:
+            out.append(os.stat(path).st_size if os.path.isfile(path) else -1)
+        except OSError:
+            out.append(-1)
+    return out
 
 
 def numbered(tensors, prefix):
@@ -97,6 +177,7 @@ def decode_labels(body, tensors, prefix, count):
 
 def decode_inputs(body, tensors):
     """train_step: {'img_l': [uint8 [3,H,W]], 'lbl_l': [int64 [H,W]], 'img_u': [...]}."""
+    tensors = read_files(body, tensors)
     labeled = decode_pairs(body, tensors, "img_l", "lbl_l")
     out = {"img_l": [img for img, _ in labeled], "lbl_l": [lbl for _, lbl in labeled]}
     if numbered(tensors, "lbl_u"):

@@ -2,7 +2,7 @@
 // synthetic dataset, evaluates, checkpoints and resumes; the same losses as one worker with the
 // same global batch where the method is deterministic; a bad group is refused and a dead rank
 // takes the run down, naming the rank, with no worker left behind; ranks whose networks diverged
-// stop the run at the next evaluation, named.
+// stop the run at the next evaluation, named; ranks that read their own files train as when sent.
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -102,6 +102,12 @@ describe('a run at world size 2 (gloo on CPU)', () => {
     const rest = await steps(config(), runDir, { resume: true })
     expect(rest.map((e) => e.step)).toEqual([4, 5, 6, 7, 8])
     expect([...first, ...rest].map((e) => [e.step, e.total, e.losses])).toEqual(whole.map((e) => [e.step, e.total, e.losses]))
+  }, 600_000)
+
+  it('ranks that read their own shard\'s files (data.reader rank) give the losses of a driver that sends them', async () => {
+    const read = await steps(config(['data.reader=rank']), join(dir, 'rank-reader'))
+    const sent = readFileSync(join(dir, 'whole', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.type === 'step')
+    expect(read.map((e) => [e.step, e.total, e.losses])).toEqual(sent.map((e) => [e.step, e.total, e.losses]))
   }, 600_000)
 
   it('without SyncBN or broadcast buffers, every rank scores with rank 0\'s buffers: the replicas hash them too and agree', async () => {

@@ -31,6 +31,10 @@ export const ExperimentConfig = Type.Object({
     // The data pre-flight at train start (ts/data/check.ts; `prcl check-data` runs it alone):
     // fast = file structure, label mode, sizes and values; full = every image decoded; none.
     check: Type.Enum(['fast', 'full', 'none']),
+    // Who reads a training step's images: the driver, which sends their bytes [default], or each
+    // rank its own shard's files from the data root as its machine sees it (a shared filesystem, or
+    // the worker's --data-root); at start every rank must see the driver's files, size for size.
+    reader: Type.Optional(Type.Enum(['driver', 'rank'])),
     labeled: Type.Object({ crop: Size, scale: Range, photometric: Photometric }, Closed),
     unlabeled: Type.Object({
       crop: Size,

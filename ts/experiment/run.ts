@@ -24,6 +24,7 @@ import { generators, initialState, snapshotOf } from './generators.ts'
 import { appendLine, cutMetrics, evalsFromMetrics, isScore, loggedSteps, stepEvent, type StepEvent } from './metrics-log.ts'
 import { Progress } from './progress.ts'
 import { Pipeline } from './pipeline.ts'
+import { checkRankData } from './rank-data.ts'
 import { Recorder } from './record.ts'
 import { checkRestartsLeft, isRecoverable, recoveriesFrom, type Recovery } from './recovery.ts'
 import {
@@ -126,6 +127,9 @@ export class Experiment extends EventEmitter {
     const size = this.cfg.world.size
     if (opts.record && size > 1) {
       throw new Error(`--record writes one worker's requests for an in-process replay; at world.size ${size} a rank's step depends on the others (DDP, SyncBN), so no one rank's requests replay to the run's losses: record at world.size 1`)
+    }
+    if (opts.record && this.cfg.data.reader === 'rank') {
+      throw new Error('--record writes the images each request carries, and with data.reader rank the requests carry only file names: record with data.reader driver')
     }
     if (opts.worker && size > 1) throw new Error(`a single worker was given, but world.size is ${size}: pass a group of ${size} (option group)`)
     if (opts.group && opts.group.size !== size) throw new Error(`the given worker group has ${opts.group.size} ranks, but world.size is ${size}`)
@@ -312,7 +316,8 @@ export class Experiment extends EventEmitter {
    *  says; the next step is planned and on the wire while the workers compute this one. */
   private async train(run: RunState, recorder: Recorder | null): Promise<void> {
     const cfg = this.cfg
-    const pipe = new Pipeline(run.group, run.data, recorder, (plan, result) => this.stepDone(run, plan, result), cfg.log.pseudo_quality)
+    const pipe = new Pipeline(run.group, run.data, recorder, (plan, result) => this.stepDone(run, plan, result), cfg.log.pseudo_quality,
+      cfg.data.reader === 'rank' ? resolve(cfg.data.root) : null)
     // The state after the newest step sent and not yet checkpointed: what a stop request saves.
     let unsaved: DriverState | null = null
     for (let planned = run.state.step; planned < run.stopAt && this.stopReason === null; planned++) {
@@ -365,6 +370,7 @@ export class Experiment extends EventEmitter {
     const settings = workerSettings(cfg, ck ? null : await this.pretrained(), { runDir: this.runDir })
     recorder?.write('configure', settings)
     await group.all('configure', () => settings, { timeoutMs: 600_000 })
+    if (cfg.data.reader === 'rank') await checkRankData(group, this.identity!.entries)
     let state = initialState(cfg, data)
     if (ck) {
       const saved = ck.workerFiles.length

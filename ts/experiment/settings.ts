@@ -28,6 +28,7 @@ export function workerSettings(cfg: ExperimentConfig, pretrained: PretrainedWeig
     amp: cfg.amp,
     channels_last: cfg.channels_last,
     loss: cfg.loss,
+    ...(cfg.data.reader === 'rank' ? { data_root: resolve(cfg.data.root) } : {}),
     distributed: {
       sync_bn: cfg.world.sync_bn, teacher_sync_bn: cfg.world.teacher_sync_bn ?? cfg.world.sync_bn,
       broadcast_buffers: cfg.world.broadcast_buffers, prototypes: cfg.world.prototypes,

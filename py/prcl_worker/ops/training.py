@@ -34,6 +34,8 @@ def configure(ctx, body, tensors):
     trainer = Trainer(body, ctx.schemas, ctx.device)
     ctx.state["trainer"] = trainer
     ctx.state["paths"] = policy
+    from ..inputs import set_data_root
+    set_data_root(body.get("data_root"))
     net = trainer.net
     return {
         "parameters": sum(p.numel() for p in net.student.parameters()),
@@ -224,6 +226,15 @@ def state_hash(ctx, body, tensors):
     from ..state import network_hash
     net = _trainer(ctx).net
     return {"hashes": {name: network_hash(getattr(net, name)) for name in body["networks"]}}
+
+
+@register("data_files")
+def data_files(ctx, body, tensors):
+    """The size of each named file under this rank's data root (-1: none): the driver compares them
+    with its own before a run whose ranks read their own data."""
+    from ..inputs import data_root, file_sizes
+    _trainer(ctx)
+    return {"root": data_root(), "sizes": file_sizes(body["files"])}
 
 
 @register("align_buffers")

@@ -81,7 +81,14 @@ export const ConfigureArgs = Type.Object({
     write: Type.Array(Path, { maxItems: 16 }),
     read: Type.Array(Path, { maxItems: 16 }),
   }, Closed)),
+  // data.reader rank: the directory train_step's `files` are relative to (a worker started with
+  // --data-root reads its own instead).
+  data_root: Type.Optional(Type.Union([Path, Type.Null()])),
 }, Closed)
+
+// A path relative to the data root (the worker refuses one that leads outside it).
+const RelPath = Path
+const FileList = Type.Array(RelPath, { maxItems: 1024 })
 
 /** Test-time scales (1 = the image as it is). */
 export const EvalScales = Type.Array(Type.Number({ minimum: 0.25, maximum: 4 }), { minItems: 1, maxItems: 8 })
@@ -176,6 +183,8 @@ export const trainingOps = {
       label_lut: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), { minItems: 256, maxItems: 256 })),
       unlabeled_aug: Type.Optional(Type.Array(ImageAug, { maxItems: 1024 })),
       mix: Type.Optional(Type.Array(Type.Object({ seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1 })), box: Type.Optional(Box) }, Closed), { maxItems: 1024 })),
+      // data.reader rank: the step's files, relative to the worker's data root, instead of their bytes.
+      files: Type.Optional(Type.Object({ img_l: FileList, lbl_l: FileList, img_u: FileList, lbl_u: Type.Optional(FileList) }, Closed)),
     }, Closed),
     result: Type.Object({
       step: Type.Integer(),
@@ -269,6 +278,12 @@ export const trainingOps = {
     result: Type.Object({
       hashes: Type.Record(Type.String(), Type.String({ pattern: '^[0-9a-f]{64}$' })),
     }, Closed),
+    tensors: 'none',
+  }),
+  data_files: op({
+    doc: "The size of each file (relative to this rank's data root; -1: none), so the driver can check, before a run whose ranks read their own data, that every rank sees the data it planned from.",
+    args: Type.Object({ files: Type.Array(RelPath, { maxItems: 4096 }) }, Closed),
+    result: Type.Object({ root: Type.Union([Type.String(), Type.Null()]), sizes: Type.Array(Type.Integer({ minimum: -1 })) }, Closed),
     tensors: 'none',
   }),
   align_buffers: op({
