@@ -80,7 +80,7 @@ describe('the packed package', () => {
     expect(ok(help, 'npx prcl --help')).toMatch(/usage: prcl <command>/)
     const bench = spawnSync('npx', ['--no', '--', 'prcl', 'bench', 'nothing'], { cwd: app, encoding: 'utf8' })
     expect(bench.status).toBe(2)
-    expect(bench.stderr).toMatch(/unknown benchmark 'nothing' \(available: wire, prcl-loss, step, overhead, ddp, data, learning, gpu-inputs\)/)
+    expect(bench.stderr).toMatch(/unknown benchmark 'nothing' \(available: wire, prcl-loss, step, overhead, ddp, data, driver, learning, gpu-inputs\)/)
   })
 
   it("loads the programs behind 'prcl bench' from the package", () => {

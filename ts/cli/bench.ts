@@ -7,7 +7,7 @@ import { parseCommand } from './args.ts'
 import { bench as BENCH } from './commands.ts'
 import { UsageError } from './usage.ts'
 
-const NAMES = ['wire', 'prcl-loss', 'step', 'overhead', 'ddp', 'data', 'learning', 'gpu-inputs'] as const
+const NAMES = ['wire', 'prcl-loss', 'step', 'overhead', 'ddp', 'data', 'driver', 'learning', 'gpu-inputs'] as const
 
 export async function bench(args: string[]): Promise<number> {
   const { values, positionals } = parseCommand(BENCH, args)
@@ -38,6 +38,10 @@ export async function bench(args: string[]): Promise<number> {
     const { dataBench, dataTable } = await import('../bench/data.ts')
     const r = await dataBench({ steps: values.steps, device: values.device, dataset: values.dataset, decodeThreads: values['decode-threads'] })
     ;[result, table] = [r, dataTable(r)]
+  } else if (name === 'driver') {
+    const { driverBench, driverTable } = await import('../bench/driver.ts')
+    const r = await driverBench({ steps: values.steps })
+    ;[result, table] = [r, driverTable(r)]
   } else if (name === 'learning') {
     // A sweep of its own: --save writes its runs and table itself (learning.jsonl, learning.md).
     const { learningBench, learningTable, saveLearning } = await import('../bench/learning.ts')

@@ -196,7 +196,7 @@ export const repl = command({
 
 export const bench = command({
   name: 'bench',
-  summary: 'benchmarks: wire, prcl-loss, step, overhead, ddp, data, learning (results in bench/results/); gpu-inputs writes bench/gpu/inputs.json',
+  summary: 'benchmarks: wire, prcl-loss, step, overhead, ddp, data, driver, learning (results in bench/results/); gpu-inputs writes bench/gpu/inputs.json',
   positionals: 'NAME',
   positionalsRequired: true,
   options: {
@@ -207,7 +207,7 @@ export const bench = command({
     device: { type: 'string', value: 'DEVICE', description: 'prcl-loss, step: the worker\'s device' },
     quick: { type: 'boolean', description: 'prcl-loss: small shapes' },
     model: { type: 'string', value: 'MODEL', choices: ['tiny', 'r101'], description: 'step: the network' },
-    steps: { type: 'string', value: 'N', kind: 'positive', description: 'step, overhead, ddp, data: how many steps' },
+    steps: { type: 'string', value: 'N', kind: 'positive', description: 'step, overhead, ddp, data, driver: how many steps' },
     dataset: { type: 'string', value: 'NAME', choices: ['voc', 'cityscapes'], description: 'data: one image size only [default: both]' },
     'decode-threads': { type: 'string', value: 'LIST', kind: 'counts', description: 'data: the worker\'s decode threads to compare, 0 = its default [default: 1,0]' },
     seeds: { type: 'string', value: 'LIST', kind: 'counts', description: 'learning: training seeds [default: 0,1,2,3,4]' },
