@@ -75,6 +75,13 @@ def data_root():
     return _data["override"] or _data["root"]
 
 
+def _required_root():
+    root = data_root()
+    if root is None:
+        raise InvalidArgument("files: this worker has no data root (configure's data_root, or --data-root)", "files")
+    return root
+
+
 def _confined(root, rel, field):
     if not isinstance(rel, str) or not rel or os.path.isabs(rel) or "\0" in rel:
         raise InvalidArgument(f"{field}: {rel!r} is not a path relative to the data root", field)
@@ -104,9 +111,7 @@ def read_files(body, tensors):
     files = body.get("files")
     if not files:
         return tensors
-    root = data_root()
-    if root is None:
-        raise InvalidArgument("files: this worker has no data root (configure's data_root, or --data-root)", "files")
+    root = _required_root()
     sent = [k for k in tensors if k.split(".")[0] in FILE_KINDS]
     if sent:
         raise InvalidArgument(f"files and encoded tensors ({', '.join(sorted(sent))}) in one request", "files")
@@ -117,9 +122,7 @@ def read_files(body, tensors):
 def file_sizes(rels):
     """Each path's size under the data root, -1 where there is no readable file (the start-up
     check that a rank sees the driver's data)."""
-    root = data_root()
-    if root is None:
-        raise InvalidArgument("files: this worker has no data root (configure's data_root, or --data-root)", "files")
+    root = _required_root()
     out = []
     for i, rel in enumerate(rels):
         path = _confined(root, rel, f"files.{i}")

@@ -98,14 +98,14 @@ export const PRESETS: Record<string, () => ExperimentConfig> = {
     return c
   },
   // Pseudo-labelling alone (the unlabeled term, no PRCL term): what the contrastive term adds.
-  'digits-demo': digitsDemo,
-  'digits-pretrain': digitsPretrain,
   'synthetic-demo-unsup': () => {
     const c = syntheticDemo()
     c.name = 'synthetic-demo-unsup'
     c.loss = prclLoss({ ...DEMO_LOSS, prcl: false })
     return c
   },
+  'digits-demo': digitsDemo,
+  'digits-pretrain': digitsPretrain,
 }
 
 /** Every quirk that has an option set as released (method spec §14), at the released scale:

@@ -83,7 +83,7 @@ export async function exportBackbone(o: ExportOptions): Promise<ExportResult> {
     // The run's name, not its path: the same run exported elsewhere gives the same bytes.
     const metadata = { format: 'prcl-backbone/1', backbone, width: String(width), model, run: ck.config.name, step: String(ck.state.step) }
     let json = JSON.stringify({ __metadata__: metadata, ...out })
-    json += ' '.repeat((8 - (json.length % 8)) % 8) // the data starts 8-byte aligned
+    json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8) // the data starts 8-byte aligned
     const head = Buffer.alloc(8)
     head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)))
     const file = Buffer.concat([head, Buffer.from(json, 'utf8'), ...parts])

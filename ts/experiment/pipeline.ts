@@ -58,16 +58,18 @@ interface StepRead {
   files: Record<string, string[]>
 }
 
+/** The plan's samples and their files (the unlabeled ground truth where every one has it). */
 function stepRefs(plan: StepPlan, data: RunData, truth: boolean) {
   const lrefs = plan.samples.labeled.map((i) => data.labeled[i]!)
   const urefs = plan.samples.unlabeled.map((i) => data.unlabeled[i]!)
-  return { lrefs, urefs, withTruth: truth && urefs.length > 0 && urefs.every((r) => r.truth) }
+  const withTruth = truth && urefs.length > 0 && urefs.every((r) => r.truth)
+  const files = { img_l: lrefs.map((r) => r.image), lbl_l: lrefs.map((r) => r.label ?? ''), img_u: urefs.map((r) => r.image), lbl_u: withTruth ? urefs.map((r) => r.truth!) : [] }
+  return { lrefs, urefs, withTruth, files }
 }
 
 /** The plan's files, relative to the data root, for the rank to read (its errors name them). */
 function stepFiles(plan: StepPlan, data: RunData, truth: boolean, root: string): StepRead {
-  const { lrefs, urefs, withTruth } = stepRefs(plan, data, truth)
-  const files = { img_l: lrefs.map((r) => r.image), lbl_l: lrefs.map((r) => r.label!), img_u: urefs.map((r) => r.image), lbl_u: withTruth ? urefs.map((r) => r.truth!) : [] }
+  const { withTruth, files } = stepRefs(plan, data, truth)
   const rel = (list: string[]) => list.map((f) => relative(root, f))
   return {
     tensors: {},
@@ -78,7 +80,7 @@ function stepFiles(plan: StepPlan, data: RunData, truth: boolean, root: string):
 
 /** The encoded bytes of the plan's samples, as the step's tensors, and their files. */
 async function readStep(plan: StepPlan, data: RunData, truth: boolean): Promise<StepRead> {
-  const { lrefs, urefs, withTruth } = stepRefs(plan, data, truth)
+  const { lrefs, urefs, withTruth, files } = stepRefs(plan, data, truth)
   const [ls, us, ts] = await Promise.all([
     Promise.all(lrefs.map((r) => readSample(r))), Promise.all(urefs.map((r) => readSample(r))),
     withTruth ? Promise.all(urefs.map((r) => readFile(r.truth!))) : [],
@@ -87,10 +89,7 @@ async function readStep(plan: StepPlan, data: RunData, truth: boolean): Promise<
   ls.forEach((s, i) => { tensors[`img_l.${i}`] = bytesTensor(s.image); tensors[`lbl_l.${i}`] = bytesTensor(s.label!) })
   us.forEach((s, i) => { tensors[`img_u.${i}`] = bytesTensor(s.image) })
   ts.forEach((b, i) => { tensors[`lbl_u.${i}`] = bytesTensor(b) })
-  return {
-    tensors, body: {},
-    files: { img_l: lrefs.map((r) => r.image), lbl_l: lrefs.map((r) => r.label ?? ''), img_u: urefs.map((r) => r.image), lbl_u: withTruth ? urefs.map((r) => r.truth!) : [] },
-  }
+  return { tensors, body: {}, files }
 }
 
 /** A worker error about one of a step's tensors (say `tensors.lbl_l.1`) names that tensor's file. */

@@ -370,7 +370,8 @@ export class Experiment extends EventEmitter {
     const settings = workerSettings(cfg, ck ? null : await this.pretrained(), { runDir: this.runDir })
     recorder?.write('configure', settings)
     await group.all('configure', () => settings, { timeoutMs: 600_000 })
-    if (cfg.data.reader === 'rank') await checkRankData(group, this.identity!.entries)
+    // Restarted local ranks read the data root the check already passed.
+    if (cfg.data.reader === 'rank' && !recovering) await checkRankData(group, this.identity!.entries)
     let state = initialState(cfg, data)
     if (ck) {
       const saved = ck.workerFiles.length

@@ -30,17 +30,10 @@ def set_up(threads, deterministic):
     cuDNN's deterministic convolutions alone, as released, or False); returns the threads."""
     threads = pick_threads(threads)
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(False)  # a worker configured again starts from torch's default
-    if deterministic == "cudnn":
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    elif deterministic:
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    else:
-        torch.backends.cudnn.deterministic = False
-        torch.backends.cudnn.benchmark = True
+    # Every flag set either way: a worker configured again does not keep the earlier setting.
+    torch.backends.cudnn.deterministic = bool(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.use_deterministic_algorithms(deterministic is True, warn_only=True)
     return threads
 
 
